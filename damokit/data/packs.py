@@ -43,7 +43,7 @@ def data_root() -> Path:
     return Path(__file__).resolve().parents[2] / "data"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sha256(path: Path, mtime_ns: int, size: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

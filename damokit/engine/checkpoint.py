@@ -46,8 +46,9 @@ def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> An
         }
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
+    where = prefix.rstrip(".")
     raise TypeError(
-        f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint (tensors, numbers, "
+        f"cannot store {type(obj).__name__} at {where!r} in a checkpoint (tensors, numbers, "
         "strings, lists and dicts only)"
     )
 

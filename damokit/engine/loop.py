@@ -340,7 +340,11 @@ def fit(
     val_loader = None
     if val_set is not None:
         val_loader = DataLoader(
-            _as_dataset(val_set), batch_size=config.batch_size, shuffle=False, collate_fn=collate_fn
+            _as_dataset(val_set),
+            batch_size=config.batch_size,
+            shuffle=False,
+            collate_fn=collate_fn,
+            generator=torch.Generator(),
         )
     sign = 1.0 if config.monitor_mode == "min" else -1.0
     stopped_early = False
@@ -348,7 +352,9 @@ def fit(
     factor = schedule_factor(config.schedule, step, total_steps, config.warmup_steps, config.min_lr_ratio)
     while epoch < config.epochs and step < total_steps and not stopped_early:
         batches = _epoch_batches(n_train, config, epoch)[skip:]
-        loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn)
+        # a private generator: creating a DataLoader iterator draws a seed, which must not consume the global
+        # RNG (dropout masks) or a resumed run would diverge from an uninterrupted one
+        loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn, generator=torch.Generator())
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False, total=len(batches)
         )
