@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from damokit.data import pack_path
+from damokit.nas.structure import Block, Structure
 
 __all__ = [
     "BENCH_MACRO_FILE",
@@ -32,6 +33,7 @@ __all__ = [
     "MacroBench",
     "load_bench_macro",
     "check_macro_arch",
+    "macro_structure",
 ]
 
 BENCH_MACRO_FILE = "nas/nas-bench-macro_cifar10.json"
@@ -41,6 +43,7 @@ MACRO_STAGES = (2, 3, 3)  # searchable layers per stage; each stage's first laye
 MACRO_STEM_CHANNELS = 32  # stage widths are 64, 128, 256 (doubling at each stage)
 MACRO_HEAD_CHANNELS = 1280
 MACRO_NUM_LAYERS = sum(MACRO_STAGES)
+_MACRO_EXPANSION_KERNEL = {1: (3, 3), 2: (6, 5)}  # choice id -> (expansion t, kernel k)
 
 
 def check_macro_arch(arch: str) -> str:
@@ -51,6 +54,30 @@ def check_macro_arch(arch: str) -> str:
             f"'0' (id), '1' (ir_3x3_t3), '2' (ir_5x5_t6); got {arch!r}"
         )
     return arch
+
+
+def macro_structure(arch: str, num_classes: int | None = 10) -> Structure:
+    """The network of a NAS-Bench-Macro architecture string as a :class:`Structure`.
+
+    Stem 3x3 conv 32 (stride 1, CIFAR), the 8 chosen layers (Identity / MBConv), head 1x1 conv 1280 + BN +
+    ReLU, then GAP + linear when ``num_classes`` is set. Its ``params()`` and ``flops(32, extras=False)``
+    equal the benchmark's ``params`` and ``flops`` fields (checked in the tests).
+    """
+    check_macro_arch(arch)
+    blocks = [Block("ConvKXBNRELU", 3, MACRO_STEM_CHANNELS, 1, 3)]
+    channels, layer = MACRO_STEM_CHANNELS, 0
+    for stage_len in MACRO_STAGES:
+        for j in range(stage_len):
+            stride, cout = (2, channels * 2) if j == 0 else (1, channels)
+            choice = int(arch[layer])
+            if choice == 0:
+                blocks.append(Block("Identity", channels, cout, stride, 1))
+            else:
+                t, k = _MACRO_EXPANSION_KERNEL[choice]
+                blocks.append(Block("MBConv", channels, cout, stride, k, btn=channels * t))
+            channels, layer = cout, layer + 1
+    blocks.append(Block("ConvKXBNRELU", channels, MACRO_HEAD_CHANNELS, 1, 1))
+    return Structure(tuple(blocks), num_classes=num_classes)
 
 
 @dataclass(frozen=True)
