@@ -218,6 +218,7 @@ def fit(
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     run_config: Mapping[str, Any] | None = None,
+    after_step: Callable[[nn.Module, int], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train_set`` and return the history.
 
@@ -234,6 +235,8 @@ def fit(
         out_dir: where ``config.json``, ``metrics.jsonl``, ``last.safetensors`` and ``best.safetensors`` go.
         resume: continue from ``out_dir/last.safetensors`` when it exists.
         run_config: extra settings (model name, data) saved in ``config.json`` beside the TrainConfig.
+        after_step: ``after_step(model, step)`` called after each optimizer step (e.g. a DINO teacher EMA).
+            State it changes must live in ``model`` (buffers or parameters) so that checkpoints hold it.
 
     Raises:
         FloatingPointError: the loss became NaN/inf (the message gives step, epoch and LR).
@@ -282,6 +285,16 @@ def fit(
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+
+    def lr_factor(at_step: int) -> float:
+        return schedule_factor(
+            config.schedule,
+            at_step,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            warmup_steps=config.warmup_steps,
+            min_ratio=config.min_lr_ratio,
+        )
 
     log = _MetricsLog(out_path)
     step, epoch, skip = 0, 0, 0
@@ -349,7 +362,7 @@ def fit(
     sign = 1.0 if config.monitor_mode == "min" else -1.0
     stopped_early = False
     train_model.train()
-    factor = schedule_factor(config.schedule, step, total_steps, config.warmup_steps, config.min_lr_ratio)
+    factor = lr_factor(step)
     while epoch < config.epochs and step < total_steps and not stopped_early:
         batches = _epoch_batches(n_train, config, epoch)[skip:]
         # a private generator: creating a DataLoader iterator draws a seed, which must not consume the global
@@ -362,7 +375,7 @@ def fit(
         for batch in bar:
             if step >= total_steps:
                 break
-            factor = schedule_factor(config.schedule, step, total_steps, config.warmup_steps, config.min_lr_ratio)
+            factor = lr_factor(step)
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * factor
             loss, extras = _split_loss(loss_fn(train_model, move_to(batch, device)))
@@ -376,6 +389,8 @@ def fit(
             if config.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
+            if after_step is not None:
+                after_step(model, step)
             step += 1
             batch_in_epoch += 1
             loss_sum += float(loss.detach())

@@ -29,13 +29,32 @@ def _mse(model, batch):
 
 def test_cosine_schedule_warms_up_then_decays_to_min_ratio():
     # warm-up: (step + 1) / warmup_steps; then 0.5 * (1 + cos(pi * progress)) scaled into [min_ratio, 1]
-    assert schedule_factor("cosine", 0, 100, warmup_steps=10) == pytest.approx(0.1)
-    assert schedule_factor("cosine", 10, 100, warmup_steps=10) == pytest.approx(1.0)
-    assert schedule_factor("cosine", 55, 100, warmup_steps=10) == pytest.approx(0.5)
-    assert schedule_factor("cosine", 100, 100, warmup_steps=10, min_ratio=0.1) == pytest.approx(0.1)
-    assert schedule_factor("linear", 50, 100) == pytest.approx(0.5)
+    assert schedule_factor("cosine", 0, total_steps=100, warmup_steps=10) == pytest.approx(0.1)
+    assert schedule_factor("cosine", 10, total_steps=100, warmup_steps=10) == pytest.approx(1.0)
+    assert schedule_factor("cosine", 55, total_steps=100, warmup_steps=10) == pytest.approx(0.5)
+    assert schedule_factor("cosine", 100, total_steps=100, warmup_steps=10, min_ratio=0.1) == pytest.approx(0.1)
+    assert schedule_factor("linear", 50, total_steps=100) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="unknown LR schedule 'cosin'"):
-        schedule_factor("cosin", 0, 10)
+        schedule_factor("cosin", 0, total_steps=10)
+
+
+def test_halve_per_epoch_matches_the_official_type1_adjustment():
+    # Autoformer/FEDformer utils.adjust_learning_rate, lradj="type1": epoch e (0-based) trains at lr * 0.5 ** e
+    factors = [schedule_factor("halve_per_epoch", s, total_steps=30, steps_per_epoch=10) for s in (0, 9, 10, 25)]
+    assert factors == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_after_step_hook_sees_every_step():
+    x, y = _regression_data()
+    seen = []
+    fit(
+        torch.nn.Linear(3, 1),
+        (x, y),
+        loss_fn=_mse,
+        after_step=lambda m, s: seen.append(s),
+        config=TrainConfig(epochs=2, batch_size=16, progress=False),
+    )
+    assert seen == list(range(8))
 
 
 def test_fit_applies_the_schedule_to_the_optimizer():
