@@ -22,6 +22,7 @@ __all__ = [
     "load_digits",
     "seeded_split",
     "per_class_subset",
+    "random_shift",
 ]
 
 
@@ -111,3 +112,20 @@ def per_class_subset(labels: torch.Tensor, per_class: int, seed: int) -> torch.T
     rank = torch.arange(len(labels)) - starts
     keep = sort_idx[rank < per_class]
     return torch.sort(order[keep]).values
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cyclic shift of each image by its own random (dy, dx) in [-max_shift, max_shift] (LOOK spec §5a).
+
+    Shapes:
+        x: (B, C, H, W) -> (B, C, H, W)
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    B, C, H, W = x.shape
+    dy, dx = torch.randint(-max_shift, max_shift + 1, (2, B), generator=generator, device=x.device)
+    rows = (torch.arange(H, device=x.device) - dy[:, None]) % H  # (B, H): source row of each output row
+    cols = (torch.arange(W, device=x.device) - dx[:, None]) % W  # (B, W)
+    b = torch.arange(B, device=x.device)[:, None, None, None]
+    c = torch.arange(C, device=x.device)[None, :, None, None]
+    return x[b, c, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)

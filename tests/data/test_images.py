@@ -63,3 +63,16 @@ def test_per_class_subset_counts_and_seed():
     assert not torch.equal(idx, per_class_subset(labels, 4, seed=4))
     with pytest.raises(ValueError, match="per_class must be >= 1"):
         per_class_subset(labels, 0, seed=0)
+
+
+def test_random_shift_matches_roll_per_sample():
+    from damokit.data.images import random_shift
+
+    x = torch.rand(5, 2, 6, 7)
+    g = torch.Generator().manual_seed(0)
+    out = random_shift(x, 2, generator=g)
+    dy, dx = torch.randint(-2, 3, (2, 5), generator=torch.Generator().manual_seed(0))
+    for i in range(5):  # reference: torch.roll of each image by its own shift
+        torch.testing.assert_close(out[i], torch.roll(x[i], (int(dy[i]), int(dx[i])), dims=(1, 2)))
+    with pytest.raises(ValueError, match="max_shift must be >= 0"):
+        random_shift(x, -1)
