@@ -465,7 +465,8 @@ class ELSASwin(nn.Module):
         if not 0 <= elsa_stages <= len(depths):
             raise ValueError(f"ELSASwin: elsa_stages={elsa_stages} must be in [0, {len(depths)}] (number of stages)")
         self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size=patch_size, kernel_size=stem_kernel)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()  # stochastic depth grows with depth
+        n_blocks = sum(depths)  # stochastic depth grows linearly with depth (Swin's rule)
+        rates = [drop_path_rate * i / max(1, n_blocks - 1) for i in range(n_blocks)]
         resolution = math.ceil(img_size / patch_size)
         layers, dim, offset = [], embed_dim, 0
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
