@@ -51,7 +51,7 @@ from damokit.data.timeseries import (
 )
 from damokit.engine import CheckpointError, FitResult, TrainConfig, fit, load_checkpoint, load_weights, save_checkpoint
 
-__all__ = ["Forecaster", "ForecasterConfig", "forecast_loss", "evaluate_windows", "type1_lr"]
+__all__ = ["Forecaster", "ForecasterConfig", "forecast_loss", "evaluate_windows", "plot_forecast", "type1_lr"]
 
 _CHECKPOINT = "forecaster.safetensors"
 _CONFIG = "config.json"
@@ -481,3 +481,44 @@ class Forecaster:
         self._context = state["context"].numpy()
         self._context_dates = pd.DatetimeIndex(pd.to_datetime(state["context_ds"]))
         return self
+
+
+def plot_forecast(
+    history: pd.DataFrame,
+    forecast: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    truth: pd.DataFrame | None = None,
+    series: str | None = None,
+    id_col: str = "unique_id",
+    time_col: str = "ds",
+    target_col: str = "y",
+    title: str = "",
+) -> Path:
+    """Save a PNG of one series: its recent history, the forecast and (if given) the true future.
+
+    ``history`` and ``truth`` are long frames with ``target_col``; ``forecast`` is ``predict``'s output (every
+    column beside the id and time is drawn as one forecast). ``series`` defaults to the last series.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state is touched
+
+    series = series if series is not None else str(forecast[id_col].iloc[-1])
+    past = history.loc[history[id_col].astype(str) == series]
+    fut = forecast.loc[forecast[id_col].astype(str) == series]
+    span = 4 * len(fut)
+    fig = Figure(figsize=(9, 3.5))
+    ax = fig.subplots()
+    ax.plot(pd.to_datetime(past[time_col]).iloc[-span:], past[target_col].iloc[-span:], color="0.3", label="history")
+    if truth is not None:
+        true = truth.loc[truth[id_col].astype(str) == series]
+        ax.plot(pd.to_datetime(true[time_col]), true[target_col], color="k", ls="--", label="truth")
+    for col in [c for c in fut.columns if c not in (id_col, time_col)]:
+        ax.plot(pd.to_datetime(fut[time_col]), fut[col], label=col)
+    ax.set_title(title or f"series {series}")
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path

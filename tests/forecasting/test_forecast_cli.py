@@ -1,0 +1,46 @@
+"""`damokit forecast train|eval|predict` end to end on a small CSV."""
+
+import numpy as np
+import pandas as pd
+
+from damokit.cli import main
+
+
+def _csv(path, n=240):
+    t = np.arange(n)
+    pd.DataFrame(
+        {"date": pd.date_range("2023-01-01", periods=n, freq="h"), "a": np.sin(t / 4), "OT": np.cos(t / 6)}
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_train_eval_predict(tmp_path, capsys):
+    data = str(_csv(tmp_path / "toy.csv"))
+    out = tmp_path / "run"
+    common = ["--data", data, "--model", "dlinear", "--horizon", "8", "--input-size", "24"]
+    assert (
+        main(["forecast", "train", *common, "--max-steps", "5", "--lr", "0.01", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "test, whole batches of 32 (paper)" in text and "test, all windows" in text
+    assert (out / "forecast.png").stat().st_size > 0 and (out / "forecaster.safetensors").exists()
+    assert main(["forecast", "eval", "--checkpoint", str(out), "--data", data, "--all-test-windows"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("test, all windows")  # the requested headline comes first
+    assert (
+        main(["forecast", "predict", "--checkpoint", str(out), "--data", data, "--output", str(tmp_path / "p.csv")])
+        == 0
+    )
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert list(pred.columns) == ["unique_id", "ds", "dlinear"] and len(pred) == 16
+    assert (out / "predict.png").exists()
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    data = str(_csv(tmp_path / "toy.csv"))
+    args = ["forecast", "train", "--data", data, "--model", "dlinear", "--horizon", "0", "--input-size", "24"]
+    assert main(args) == 2
+    assert "horizon must be a positive integer" in capsys.readouterr().err
+    assert main(["forecast", "eval", "--checkpoint", str(tmp_path), "--data", data]) == 2
+    assert "no forecaster.safetensors" in capsys.readouterr().err
