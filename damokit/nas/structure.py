@@ -41,10 +41,11 @@ tests). SE and hswish follow MobileNetV3 (SE width ``round8(btn / 4)``); they ar
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 import torch.nn.functional as F
@@ -147,6 +148,10 @@ class Block:
             raise ValueError(f"{kind} does not repeat: L must be 1, got {self.L}")
         if self.act not in _ACTIVATIONS:
             raise ValueError(f"{kind}: act must be one of {_ACTIVATIONS}, got {self.act!r}")
+        object.__setattr__(self, "_hash", hash(tuple(getattr(self, f.name) for f in fields(self))))
+
+    def __hash__(self) -> int:  # cached: structures are hashed millions of times during a search
+        return self._hash
 
     # ---- per-repeat view -------------------------------------------------------------------------
     def repeats(self) -> list[tuple[int, int]]:
@@ -282,6 +287,10 @@ class Structure:
                 )
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1 or None (no classifier), got {self.num_classes}")
+        object.__setattr__(self, "_hash", hash((self.blocks, self.num_classes, self.in_channels)))
+
+    def __hash__(self) -> int:  # cached (see Block.__hash__)
+        return self._hash
 
     # ---- (de)serialization ----
     @classmethod
@@ -385,7 +394,7 @@ class Structure:
 
     def params(self) -> int:
         head = 0 if self.num_classes is None else self.blocks[-1].cout * self.num_classes + self.num_classes
-        return sum(b.params() for b in self.blocks) + head
+        return sum(_block_params(b) for b in self.blocks) + head
 
     def flops(self, resolution: int = 224, extras: bool = True) -> float:
         """FLOPs at a ``resolution`` x ``resolution`` input (see the module docstring for the convention)."""
@@ -393,7 +402,7 @@ class Structure:
             raise ValueError(f"resolution must be a positive int, got {resolution}")
         total, res = 0.0, float(resolution)
         for b in self.blocks:
-            total += b.flops(res, extras)
+            total += _block_flops(b, res, extras)
             res /= b.stride
         if self.num_classes is not None:
             total += self.blocks[-1].cout * self.num_classes
@@ -402,6 +411,17 @@ class Structure:
     def build(self) -> StructureNet:
         """A real, trainable ``nn.Module`` (Kaiming-initialised) for this structure."""
         return StructureNet(self)
+
+
+# A search evaluates ~10^5 children that share most blocks with their parents: memoise per block.
+@functools.lru_cache(maxsize=1 << 16)
+def _block_flops(block: Block, resolution: float, extras: bool) -> float:
+    return block.flops(resolution, extras)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _block_params(block: Block) -> int:
+    return block.params()
 
 
 # ---- modules ---------------------------------------------------------------------------------------------
