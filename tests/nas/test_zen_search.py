@@ -96,3 +96,19 @@ def test_errors():
         Budget(resolution=0)
     with pytest.raises(ValueError, match="mutates only ConvKXBNRELU and SuperResK1KXK1"):
         K1KXK1Space().mutate_block([Block("MBConv", 3, 8, 1, 3, 8)] * 2, 0, random.Random(0), None, False)
+
+
+def test_cli_zendet(tmp_path, capsys):
+    from damokit.cli import main
+
+    init = tmp_path / "init.json"
+    init.write_text(SMALL_INIT.to_json())
+    argv = ["nas", "zendet", "--init", str(init), "--budget-flops", "60e6", "--layers", "40", "--resolution", "64"]
+    argv += ["--population", "8", "--iterations", "200", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 0
+    assert "best score" in capsys.readouterr().out
+    assert Structure.from_text((tmp_path / "run" / "best_structure.json").read_text()).layers() <= 40
+    assert main([*argv[:-2], "--weights", "1,x"]) == 2
+    assert "--weights must be comma-separated numbers" in capsys.readouterr().err
+    assert main(["nas", "zendet", "--init", str(tmp_path / "missing.json")]) == 2
+    assert "no structure file" in capsys.readouterr().err
