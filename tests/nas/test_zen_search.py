@@ -108,7 +108,7 @@ def test_cli_zendet(tmp_path, capsys):
     assert main(argv) == 0
     assert "best score" in capsys.readouterr().out
     assert Structure.from_text((tmp_path / "run" / "best_structure.json").read_text()).layers() <= 40
-    assert main([*argv[:-2], "--weights", "1,x"]) == 2
+    assert main([*argv, "--weights", "1,x"]) == 2
     assert "--weights must be comma-separated numbers" in capsys.readouterr().err
     assert main(["nas", "zendet", "--init", str(tmp_path / "missing.json")]) == 2
     assert "no structure file" in capsys.readouterr().err
