@@ -69,10 +69,11 @@ def _offsets(kernel_size: int, dilation: int):
 
 
 class _ShiftAddFilter(torch.autograd.Function):
-    """Shift-and-add ELSA op with a hand-written backward that saves only the inputs (no k² temporaries)."""
+    """Dynamic part ``Σ_j a_j · M_j · v_j`` by shift-and-add, with a hand-written backward that saves only
+    the inputs (autograd through the loop would keep k² full-size temporaries)."""
 
     @staticmethod
-    def forward(ctx, v, attn, mul, add, kernel_size: int, dilation: int):
+    def forward(ctx, v, attn, mul, kernel_size: int, dilation: int):
         N, C, H, W = v.shape
         pad = (kernel_size // 2) * dilation
         vp = F.pad(v, (pad, pad, pad, pad))  # (N, C, H + 2p, W + 2p)
@@ -83,25 +84,22 @@ class _ShiftAddFilter(torch.autograd.Function):
             if mul is not None:
                 a_j = a_j * mul[:, :, j // kernel_size, j % kernel_size, None, None]  # (N, C, H, W)
             out.addcmul_(a_j, v_j)
-            if add is not None:
-                out.addcmul_(add[:, :, j // kernel_size, j % kernel_size, None, None], v_j)
-        ctx.save_for_backward(v, attn, mul, add)
+        ctx.save_for_backward(v, attn, mul)
         ctx.kernel_size, ctx.dilation = kernel_size, dilation
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        v, attn, mul, add = ctx.saved_tensors
+        v, attn, mul = ctx.saved_tensors
         k, d = ctx.kernel_size, ctx.dilation
         N, C, H, W = v.shape
         pad = (k // 2) * d
-        need_v, need_a, need_m, need_s = ctx.needs_input_grad[:4]
+        need_v, need_a, need_m = ctx.needs_input_grad[:3]
         vp = F.pad(v, (pad, pad, pad, pad))
         g_vp = torch.zeros_like(vp) if need_v else None
         g_a = torch.empty_like(attn) if need_a else None
         g_m = grad.new_empty(N, C, k, k) if need_m else None
-        g_s = grad.new_empty(N, C, k, k) if need_s else None
         for j, y0, x0 in _offsets(k, d):
             ky, kx = divmod(j, k)
             v_j = vp[:, :, y0 : y0 + H, x0 : x0 + W]
@@ -110,22 +108,32 @@ class _ShiftAddFilter(torch.autograd.Function):
             if need_v:  # the output at i received w_j(i) · v(i + j): scatter the gradient back
                 w_j = a_j[:, None] if m_j is None else a_j[:, None] * m_j[:, :, None, None]
                 g_vp[:, :, y0 : y0 + H, x0 : x0 + W].addcmul_(w_j, grad)
-                if add is not None:
-                    g_vp[:, :, y0 : y0 + H, x0 : x0 + W].addcmul_(add[:, :, ky, kx, None, None], grad)
-            if need_a or need_m or need_s:
+            if need_a or need_m:
                 t = grad * v_j  # (N, C, H, W)
                 if need_a:
                     g_a[:, j] = t.sum(1) if m_j is None else torch.einsum("nchw,nc->nhw", t, m_j.expand(N, C))
                 if need_m:
                     g_m[:, :, ky, kx] = torch.einsum("nchw,nhw->nc", t, a_j)
-                if need_s:
-                    g_s[:, :, ky, kx] = t.sum((2, 3))
         g_v = g_vp[:, :, pad : pad + H, pad : pad + W] if need_v else None
         if need_m and mul.shape[0] != N:  # mul was broadcast over the batch
             g_m = g_m.sum(0, keepdim=True)
-        if need_s and add.shape[0] != N:
-            g_s = g_s.sum(0, keepdim=True)
-        return g_v, g_a, g_m, g_s, None, None
+        return g_v, g_a, g_m, None, None
+
+
+def _static_filter(v: torch.Tensor, add: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """Static part ``Σ_j S_j · v_j``: a depth-wise convolution (one k×k kernel per sample and channel)."""
+    N, C, H, W = v.shape
+    pad = (kernel_size // 2) * dilation
+    if add.shape[0] == 1:  # shared over the batch: one depth-wise convolution
+        return F.conv2d(v, add[0, :, None], padding=pad, dilation=dilation, groups=C)
+    out = F.conv2d(
+        v.reshape(1, N * C, H, W),
+        add.reshape(N * C, 1, kernel_size, kernel_size),
+        padding=pad,
+        dilation=dilation,
+        groups=N * C,
+    )  # (1, N·C, H, W): every (sample, channel) its own kernel
+    return out.view(N, C, H, W)
 
 
 def _unfold_filter(v, attn, mul, add, kernel_size: int, dilation: int) -> torch.Tensor:
@@ -166,8 +174,9 @@ def elsa_filter(
         add: additive per-channel matrices (N or 1, C, k, k), or None.
         kernel_size: k (odd); default ``sqrt(attn.shape[1])``.
         dilation: spacing d of the neighbourhood.
-        method: "shift" (shift-and-add, O(C·H·W) extra memory, own backward) or "unfold" (materialises
-            the C·k²·H·W neighbourhoods; the official CPU path). Both compute the same function.
+        method: "shift" (default: the dynamic part by shift-and-add with O(C·H·W) extra memory and its
+            own backward, the static part ``add`` as a depth-wise convolution) or "unfold" (materialises
+            the C·k²·H·W neighbourhoods: the official CPU path). Both compute the same function.
 
     Returns:
         (N, C, H, W), in the promoted dtype of the inputs.
@@ -211,7 +220,8 @@ def elsa_filter(
     add = add.to(dtype) if add is not None else None
     if method == "unfold":
         return _unfold_filter(v, attn, mul, add, kernel_size, dilation)
-    return _ShiftAddFilter.apply(v, attn, mul, add, kernel_size, dilation)
+    out = _ShiftAddFilter.apply(v, attn, mul, kernel_size, dilation)
+    return out if add is None else out + _static_filter(v, add, kernel_size, dilation)
 
 
 # --------------------------------------------------------------------------------------------------
