@@ -12,6 +12,8 @@ from typing import Any
 
 _LAZY = {
     "Forecaster": "damokit.forecasting.forecaster",
+    "FEDformer": "damokit.forecasting.fedformer",
+    "load_official_fedformer": "damokit.forecasting.fedformer",
 }
 __all__ = sorted(_LAZY)
 

@@ -1,32 +1,43 @@
 """Series decomposition into trend (moving average) and seasonal (remainder) parts.
 
-Used by Autoformer, FEDformer and DLinear. The moving average pads both ends by repeating the first and
-last time step, as the Autoformer/FEDformer official code does, so the trend has the input's length.
+Used by Autoformer, FEDformer and DLinear. The moving average pads by repeating the first and last time
+step so that the trend keeps the input's length, with the FEDformer rule (official
+``layers/Autoformer_EncDec.py``, ``moving_avg``): ``front = (k-1) - (k-1)//2`` copies of the first step,
+``end = (k-1)//2`` copies of the last one. For odd ``k`` this equals Autoformer's/DLinear's symmetric padding;
+for even ``k`` (FEDformer's default 24) the symmetric rule would shorten the series by one step.
+
+``MixtureDecomposition`` is FEDformer's MOEDecomp (paper Sec. 3.4, Eq. 10; official ``series_decomp_multi``):
+several moving averages mixed by a per-element softmax gate ``Linear(1, K)`` applied to every scalar of ``x``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["moving_average", "SeriesDecomposition"]
+__all__ = ["moving_average", "SeriesDecomposition", "MixtureDecomposition"]
+
+
+def _check_kernel(kernel_size: int) -> None:
+    if not isinstance(kernel_size, int) or kernel_size < 1:
+        raise ValueError(f"kernel_size must be an integer >= 1, got {kernel_size!r}; use e.g. 25")
 
 
 def moving_average(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Centred moving average along time with edge-replicate padding.
+    """Moving average along time with edge-replicate padding; output length equals input length.
 
     Shapes:
         x: (B, L, C) -> (B, L, C)
     """
-    if kernel_size < 1:
-        raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
-    # the official code pads (k-1)//2 on both sides, so an even kernel yields L-1 steps; we keep that
-    pad = (kernel_size - 1) // 2
-    front = x[:, :1].expand(-1, pad, -1)
-    back = x[:, -1:].expand(-1, pad, -1)
-    padded = torch.cat([front, x, back], dim=1)  # (B, L + 2*pad, C)
-    return F.avg_pool1d(padded.transpose(1, 2), kernel_size, stride=1).transpose(1, 2)
+    _check_kernel(kernel_size)
+    end = (kernel_size - 1) // 2
+    front = kernel_size - 1 - end
+    # (B, L, C) -> (B, C, L); replicate pad then a stride-1 average pool
+    padded = F.pad(x.transpose(1, 2), (front, end), mode="replicate")  # (B, C, L + k - 1)
+    return F.avg_pool1d(padded, kernel_size, stride=1).transpose(1, 2)
 
 
 class SeriesDecomposition(nn.Module):
@@ -38,10 +49,47 @@ class SeriesDecomposition(nn.Module):
 
     def __init__(self, kernel_size: int):
         super().__init__()
-        if kernel_size < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+        _check_kernel(kernel_size)
         self.kernel_size = kernel_size
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         trend = moving_average(x, self.kernel_size)
+        return x - trend, trend
+
+
+class MixtureDecomposition(nn.Module):
+    """FEDformer's mixture-of-experts decomposition over several moving-average kernels.
+
+    ``trend = sum_j softmax_j(layer(x)) * moving_average(x, k_j)`` with ``layer = Linear(1, K)`` applied to
+    each scalar of ``x`` (data-dependent, per-element weights), ``seasonal = x - trend``. With a single
+    kernel (the released default ``[24]``) the softmax is identically 1 and the block is a plain moving
+    average: the gate is then not created (its parameters receive no gradient in the official code either)
+    unless ``keep_unused_gate=True`` asks for the official state-dict layout.
+
+    Args:
+        kernel_sizes: moving-average windows ``k_1..k_K``.
+        keep_unused_gate: create the gate ``Linear(1, 1)`` even for a single kernel (never computed).
+
+    Shapes:
+        x: (B, L, C) -> seasonal (B, L, C), trend (B, L, C)
+    """
+
+    def __init__(self, kernel_sizes: Sequence[int], *, keep_unused_gate: bool = False):
+        super().__init__()
+        kernel_sizes = tuple(kernel_sizes)
+        if not kernel_sizes:
+            raise ValueError("kernel_sizes must name at least one moving-average window, e.g. (24,)")
+        for k in kernel_sizes:
+            _check_kernel(k)
+        self.kernel_sizes = kernel_sizes
+        if len(kernel_sizes) > 1 or keep_unused_gate:
+            self.layer = nn.Linear(1, len(kernel_sizes))  # the gate; name kept from the official code
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(self.kernel_sizes) == 1:
+            trend = moving_average(x, self.kernel_sizes[0])
+        else:
+            trends = torch.stack([moving_average(x, k) for k in self.kernel_sizes], dim=-1)  # (B, L, C, K)
+            gate = torch.softmax(self.layer(x.unsqueeze(-1)), dim=-1)  # (B, L, C, 1) -> (B, L, C, K)
+            trend = (trends * gate).sum(-1)
         return x - trend, trend
