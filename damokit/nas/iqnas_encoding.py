@@ -356,15 +356,15 @@ class QuadraticForm:
     def is_linear(self) -> bool:
         return not np.any(self.weights)
 
-    def __call__(self, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    def __call__(self, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """Values ``(n,)`` at encodings ``X (n, dim)`` (chunked, so large enumerations fit in memory)."""
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        X = np.atleast_2d(np.asarray(X))
         if X.shape[1] != self.dim:
             raise ValueError(f"X must have {self.dim} columns; got shape {X.shape}")
         out = np.empty(len(X))
         i, j = self.pairs[:, 0], self.pairs[:, 1]
         for start in range(0, len(X), chunk):
-            xb = X[start : start + chunk]
+            xb = np.asarray(X[start : start + chunk], dtype=np.float64)
             out[start : start + chunk] = self.const + xb @ self.linear + (xb[:, i] * xb[:, j]) @ self.weights
         return out
 
