@@ -44,6 +44,12 @@ from damokit.reproduce.result import ClaimRow, ReproResult, conditions, verdict_
 
 __all__ = [
     "run",
+    "EXPERIMENTS",
+    "e1_rate",
+    "e2_variance",
+    "e3_stagewise",
+    "e4_compositional",
+    "e5_minimax",
     "GroupBeta",
     "digits_logistic",
     "synthetic_logistic",
@@ -58,6 +64,9 @@ __all__ = [
     "stagewise_experiment",
     "loglog_slope",
 ]
+
+Experiment = tuple[list[ClaimRow], Path, dict[str, Any]]
+"""What one experiment returns: its claim rows, its plot, its curves (JSON-able)."""
 
 E1_MEMBERS = ("family_adam", "amsgrad", "adafom", "adabound", "momentum_sgd", "adabelief", "adamplus")
 
@@ -423,17 +432,9 @@ def _plot(out_dir: Path, name: str, draw: Callable[[Any], None]) -> Path:
     return path
 
 
-@register_reproduction("adam_family", paper="2112.03459")
-def run(quick: bool, out_dir: Path) -> ReproResult:
-    """E1-E5 of spec ``adam_family.md`` §6 (quick: ~1 min on 2 cores; full: ~15 min)."""
-    torch.set_num_threads(1)  # thousands of tiny sequential steps: a second thread only adds sync cost
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def e1_rate(quick: bool, out_dir: Path, progress: bool = False) -> Experiment:
+    """E1 rate: average squared gradient norm vs T for every member."""
     rows: list[ClaimRow] = []
-    plots: list[Path] = []
-    progress = not quick
-
-    # E1 rate ------------------------------------------------------------------------------------------
     horizons = [250, 1000, 4000] if quick else [250, 1000, 4000, 16000]
     members = E1_MEMBERS[:5] if quick else E1_MEMBERS
     x, y = digits_logistic()
@@ -459,9 +460,13 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
         ax.loglog(horizons, ref, "k--", label="slope -1/2")
         ax.set(xlabel="T", ylabel="avg ||grad F||^2", title="E1 rate (beta=1/sqrt(T), lr=0.5/sqrt(T))")
 
-    plots.append(_plot(out_dir, "e1_rate", draw_e1))
+    data = {"horizons": horizons, "curves": {m: c.tolist() for m, c in curves.items()}, "slopes": slopes}
+    return rows, _plot(out_dir, "e1_rate", draw_e1), data
 
-    # E2 variance diminishing --------------------------------------------------------------------------
+
+def e2_variance(quick: bool, out_dir: Path, progress: bool = False) -> Experiment:
+    """E2 variance diminishing: E||m - grad F||^2 vs beta, KingmaDecay control."""
+    rows: list[ClaimRow] = []
     betas = [0.2, 0.1, 0.05, 0.025] if quick else [0.2, 0.1, 0.05, 0.025, 0.0125]
     var = {r: variance_experiment(r, betas, seeds=2 if quick else 4) for r in ("identity", "adam")}
     kingma = variance_experiment("adam", betas, seeds=2 if quick else 4, kingma=(0.9, 0.999))
@@ -498,9 +503,13 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
         ax.loglog(betas, pure, "k--", label="d beta/(2-beta)")
         ax.set(xlabel="beta (new-gradient weight)", ylabel="E||m - grad F||^2", title="E2 variance diminishing")
 
-    plots.append(_plot(out_dir, "e2_variance", draw_e2))
+    data = {"betas": betas, **{r: v.tolist() for r, v in var.items()}, "kingma": kingma.tolist(), "pure": pure.tolist()}
+    return rows, _plot(out_dir, "e2_variance", draw_e2), data
 
-    # E3 stagewise momentum ----------------------------------------------------------------------------
+
+def e3_stagewise(quick: bool, out_dir: Path, progress: bool = False) -> Experiment:
+    """E3 stagewise momentum on an MLP (constant / CoupledToLR / KingmaDecay)."""
+    rows: list[ClaimRow] = []
     epochs, e3_seeds = (12, 1) if quick else (60, 3)
     e3 = {
         s: [stagewise_experiment(s, epochs, seed=k) for k in range(e3_seeds)] for s in ("constant", "coupled", "kingma")
@@ -538,9 +547,12 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
         ax.bar(names, [mean[s]["grad_norm"] for s in names], color=["C0", "C1", "C2"], label="train grad norm")
         ax.set(ylabel="final full-batch grad norm", title=f"E3 stagewise momentum ({epochs} epochs)")
 
-    plots.append(_plot(out_dir, "e3_stagewise", draw_e3))
+    return rows, _plot(out_dir, "e3_stagewise", draw_e3), {"epochs": epochs, "runs": e3, "mean": mean}
 
-    # E4 compositional ---------------------------------------------------------------------------------
+
+def e4_compositional(quick: bool, out_dir: Path, progress: bool = False) -> Experiment:
+    """E4 compositional KL-DRO: SEMA inner estimate vs naive plug-in."""
+    rows: list[ClaimRow] = []
     e4_h = [1000, 4000] if quick else [1000, 4000, 16000, 64000]
     e4 = {
         (o, e): compositional_experiment(o, e, e4_h, seeds=2, progress=progress)
@@ -570,9 +582,13 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
         ax.axhline(erm_norm, color="k", lw=0.8, label="ERM point")
         ax.set(xlabel="T", ylabel="||grad Phi||", title="E4 KL-DRO, batch 1")
 
-    plots.append(_plot(out_dir, "e4_compositional", draw_e4))
+    data = {"horizons": e4_h, "curves": {f"{o}/{e}": c.tolist() for (o, e), c in e4.items()}, "erm_norm": erm_norm}
+    return rows, _plot(out_dir, "e4_compositional", draw_e4), data
 
-    # E5 min-max ---------------------------------------------------------------------------------------
+
+def e5_minimax(quick: bool, out_dir: Path, progress: bool = False) -> Experiment:
+    """E5 min-max DRO: PrimalDualAdam vs plain stochastic GDA."""
+    rows: list[ClaimRow] = []
     e5_steps = 3000 if quick else 20000
     e5 = {(m, b): minimax_experiment(m, b, e5_steps) for m in ("pd_adam", "gda") for b in (1, 8)}
     for b in (1, 8):
@@ -595,8 +611,35 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
             ax.semilogy(it, c, label=f"{m} batch {b}")
         ax.set(xlabel="iteration", ylabel="||grad Phi||", title="E5 DRO min-max")
 
-    plots.append(_plot(out_dir, "e5_minimax", draw_e5))
+    data = {f"{m}/batch{b}": {"iterations": it.tolist(), "grad_norm": c.tolist()} for (m, b), (it, c) in e5.items()}
+    return rows, _plot(out_dir, "e5_minimax", draw_e5), data
 
+
+EXPERIMENTS: dict[str, Callable[..., Experiment]] = {
+    "E1": e1_rate,
+    "E2": e2_variance,
+    "E3": e3_stagewise,
+    "E4": e4_compositional,
+    "E5": e5_minimax,
+}
+
+
+@register_reproduction("adam_family", paper="2112.03459")
+def run(quick: bool, out_dir: Path) -> ReproResult:
+    """E1-E5 of spec ``adam_family.md`` §6 (quick: ~1 min on 2 cores; full: ~15 min)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[ClaimRow] = []
+    plots: list[Path] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thousands of tiny sequential steps: a second thread only adds sync cost
+    try:
+        for experiment in EXPERIMENTS.values():
+            exp_rows, plot, _ = experiment(quick, out_dir, progress=not quick)
+            rows += exp_rows
+            plots.append(plot)
+    finally:
+        torch.set_num_threads(threads)
     return ReproResult(
         paper="adam_family",
         title="A Simple and Generic Convergence Proof for a Family of Adam-style Methods",
