@@ -37,7 +37,7 @@ __all__ = [
     "rank_correlation",
 ]
 
-PairSet = Literal["all", "within_stage", "adjacent"]
+PairSet = Literal["all", "within_stage", "adjacent", "bilinear"]
 
 
 def pair_index(space: OneHotSpace, pairs: PairSet = "all") -> np.ndarray:
@@ -46,6 +46,7 @@ def pair_index(space: OneHotSpace, pairs: PairSet = "all") -> np.ndarray:
     ``"all"``: every pair of entries from different one-hot blocks. ``"within_stage"``: both entries belong
     to the same stage (its layers' ops and its depth). ``"adjacent"``: ops of consecutive layers (in network
     order, across stage borders) and each stage's depth with the ops of that stage's layers.
+    ``"bilinear"``: every (op, depth) pair, the BINAS predictor ``alpha' W beta`` (spec §4.2).
     """
     block = space.block_of
     stage_of_layer = np.array([s for s, _ in space.layers])
@@ -66,8 +67,10 @@ def pair_index(space: OneHotSpace, pairs: PairSet = "all") -> np.ndarray:
         ops_ops = (pos[i] >= 0) & (pos[j] >= 0) & (np.abs(pos[i] - pos[j]) == 1)
         depth_ops = ((pos[i] < 0) ^ (pos[j] < 0)) & (stage[i] == stage[j])
         keep &= ops_ops | depth_ops
+    elif pairs == "bilinear":
+        keep &= (pos[i] >= 0) & (pos[j] < 0)
     elif pairs != "all":
-        raise ValueError(f"pairs must be 'all', 'within_stage' or 'adjacent'; got {pairs!r}")
+        raise ValueError(f"pairs must be 'all', 'within_stage', 'adjacent' or 'bilinear'; got {pairs!r}")
     return np.stack([i[keep], j[keep]], axis=1)
 
 

@@ -30,6 +30,8 @@ def test_pair_sets():
     assert len(pair_index(space, "within_stage")) == 63
     # adjacent layers in network order: 7 * 9
     assert len(pair_index(space, "adjacent")) == 63
+    # BINAS bilinear: every op entry (6 layers x 3) with every depth entry (3 + 2)
+    assert len(pair_index(DEPTH_SPACE, "bilinear")) == 18 * 5 and len(pair_index(space, "bilinear")) == 0
     d = pair_index(DEPTH_SPACE, "adjacent")
     labels = DEPTH_SPACE.labels
     assert ("s1.l1:a", "s1.depth=1") in {(labels[i], labels[j]) for i, j in d}
@@ -126,7 +128,7 @@ def test_contribution_table_reads_coefficients():
 def test_errors():
     space = macro_space()
     X = space.encode(*space.sample(10, np.random.default_rng(0)))
-    with pytest.raises(ValueError, match="pairs must be 'all', 'within_stage' or 'adjacent'"):
+    with pytest.raises(ValueError, match="pairs must be 'all', 'within_stage', 'adjacent' or 'bilinear'"):
         pair_index(space, "dense")
     with pytest.raises(ValueError, match="X has 10 rows but y has 9"):
         fit_linear(space, X, np.zeros(9))
