@@ -415,6 +415,12 @@ def stagewise_experiment(
 # ---------------------------------------------------------------- the reproduction
 
 
+def _label_ticks(ax, xs: Sequence[int]) -> None:
+    """Plain tick labels at the horizons of a log x-axis (matplotlib's minor labels overlap)."""
+    ax.minorticks_off()
+    ax.set_xticks(list(xs), [str(x) for x in xs])
+
+
 def _plot(out_dir: Path, name: str, draw: Callable[[Any], None]) -> Path:
     import matplotlib
 
@@ -459,6 +465,7 @@ def e1_rate(quick: bool, out_dir: Path, progress: bool = False) -> Experiment:
         ref = curves[members[0]].mean(1)[0] * (np.asarray(horizons) / horizons[0]) ** -0.5
         ax.loglog(horizons, ref, "k--", label="slope -1/2")
         ax.set(xlabel="T", ylabel="avg ||grad F||^2", title="E1 rate (beta=1/sqrt(T), lr=0.5/sqrt(T))")
+        _label_ticks(ax, horizons)
 
     data = {"horizons": horizons, "curves": {m: c.tolist() for m, c in curves.items()}, "slopes": slopes}
     return rows, _plot(out_dir, "e1_rate", draw_e1), data
@@ -581,6 +588,7 @@ def e4_compositional(quick: bool, out_dir: Path, progress: bool = False) -> Expe
             ax.loglog(e4_h, c, "o-" if e == "sema" else "x--", label=f"{o} {e}")
         ax.axhline(erm_norm, color="k", lw=0.8, label="ERM point")
         ax.set(xlabel="T", ylabel="||grad Phi||", title="E4 KL-DRO, batch 1")
+        _label_ticks(ax, e4_h)
 
     data = {"horizons": e4_h, "curves": {f"{o}/{e}": c.tolist() for (o, e), c in e4.items()}, "erm_norm": erm_norm}
     return rows, _plot(out_dir, "e4_compositional", draw_e4), data

@@ -395,3 +395,28 @@ def test_other_errors():
     e(torch.tensor([1])).sum().backward()
     with pytest.raises(ValueError, match="does not support sparse gradients"):
         AdamPlus(e.parameters()).step()
+
+
+def test_engine_fit_by_name_checkpoints_and_resumes(tmp_path):
+    from damokit.engine import TrainConfig, fit
+
+    x = torch.randn(64, 3)
+    y = x.sum(1, keepdim=True)
+
+    def loss_fn(m, b):
+        return ((m(b[0]) - b[1]) ** 2).mean()
+
+    def train(epochs: int, resume: bool) -> torch.nn.Module:
+        torch.manual_seed(0)
+        net = torch.nn.Linear(3, 1)
+        config = TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, optimizer="adabound", progress=False)
+        fit(net, (x, y), loss_fn=loss_fn, config=config, out_dir=tmp_path / ("a" if resume else "b"), resume=resume)
+        return net
+
+    train(2, resume=True)  # first run writes last.safetensors (optimizer state as JSON + tensors)
+    resumed = train(4, resume=True)
+    straight = train(4, resume=False)
+    for p, q in zip(resumed.parameters(), straight.parameters()):
+        torch.testing.assert_close(p, q)
+    with torch.no_grad():
+        assert float(loss_fn(straight, (x, y))) < float(loss_fn(torch.nn.Linear(3, 1), (x, y)))
