@@ -1,0 +1,1 @@
+"""Video models: MotionRGBD (decoupled/recoupled RGB-D motion recognition with CAPF fusion)."""
