@@ -479,7 +479,8 @@ def _block_module(b: Block) -> nn.Module:
                 nn.ReLU(inplace=True),
                 *_conv_bn(b.btn, b.cout, 1),
             )
-            pool = [nn.AvgPool2d(2, 2)] if stride == 2 else []
+            # ceil_mode: odd feature sizes (e.g. 15 -> 8) match the strided conv of the main branch
+            pool = [nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)] if stride == 2 else []
             proj = list(_conv_bn(cin, b.cout, 1)) if i == 0 or cin != b.cout else []
             shortcut = nn.Sequential(*pool, *proj) if pool or proj else nn.Identity()
             units.append(_ResidualUnit(main, shortcut, nn.ReLU(inplace=True)))
