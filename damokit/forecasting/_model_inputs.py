@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["check_sizes", "check_inputs", "decomposition_init", "label_and_zeros"]
+__all__ = ["check_sizes", "check_inputs", "decomposition_init", "label_and_zeros", "example_windows"]
 
 
 def check_sizes(*, input_size: int, horizon: int, label_len: int, enc_in: int, c_out: int, d_mark: int) -> None:
@@ -69,3 +69,15 @@ def label_and_zeros(x: torch.Tensor, label_len: int, horizon: int) -> torch.Tens
     """
     L = x.shape[1]
     return torch.cat([x[:, L - label_len :], x.new_zeros(x.shape[0], horizon, x.shape[2])], dim=1)
+
+
+def example_windows(input_size: int, horizon: int, label_len: int, channels: int = 3, d_mark: int = 4):
+    """``example_inputs`` factory for registered ``*_tiny`` forecasters: 2 windows with time features."""
+
+    def make(g: torch.Generator) -> tuple[torch.Tensor, ...]:
+        x = torch.randn(2, input_size, channels, generator=g)
+        x_mark = torch.rand(2, input_size, d_mark, generator=g) - 0.5
+        y_mark = torch.rand(2, label_len + horizon, d_mark, generator=g) - 0.5
+        return x, x_mark, y_mark
+
+    return make

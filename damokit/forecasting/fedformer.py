@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from damokit.engine.checkpoint import CheckpointError, load_weights
-from damokit.forecasting._model_inputs import check_inputs, check_sizes, decomposition_init
+from damokit.forecasting._model_inputs import check_inputs, check_sizes, decomposition_init, example_windows
 from damokit.forecasting.fourier import FourierBlock, FourierCrossAttention
 from damokit.forecasting.wavelet import MultiWaveletCross, MultiWaveletTransform
 from damokit.nn.attention import AttentionLayer
@@ -230,18 +230,6 @@ class FEDformer(nn.Module):
 _META = dict(task="forecasting", paper="2201.12740", input_layout="(B, L, C)")
 
 
-def _tiny_inputs(input_size: int, horizon: int, label_len: int, channels: int = 3, d_mark: int = 4):
-    """``example_inputs`` factory: a batch of 2 windows with time features."""
-
-    def make(g: torch.Generator) -> tuple[torch.Tensor, ...]:
-        x = torch.randn(2, input_size, channels, generator=g)
-        x_mark = torch.rand(2, input_size, d_mark, generator=g) - 0.5
-        y_mark = torch.rand(2, label_len + horizon, d_mark, generator=g) - 0.5
-        return x, x_mark, y_mark
-
-    return make
-
-
 _TINY = dict(input_size=32, horizon=8, label_len=16, enc_in=3, d_model=16, n_heads=2, d_ff=32, dropout=0.1)
 
 
@@ -258,20 +246,20 @@ def fedformer_wavelet(**overrides: Any) -> FEDformer:
     return FEDformer(**{"version": "wavelet", **overrides})
 
 
-@register_model(**_META, example_inputs=_tiny_inputs(32, 8, 16), per_sample=True)
+@register_model(**_META, example_inputs=example_windows(32, 8, 16), per_sample=True)
 def fedformer_fourier_tiny(**overrides: Any) -> FEDformer:
     """A seconds-scale FEDformer-f for tests: D=16, 6 of 16/12 random modes, a two-kernel MOE decomposition."""
     return FEDformer(**{**_TINY, "version": "fourier", "modes": 6, "moving_avg": (5, 9), **overrides})
 
 
-@register_model(**_META, example_inputs=_tiny_inputs(32, 8, 16), per_sample=True)
+@register_model(**_META, example_inputs=example_windows(32, 8, 16), per_sample=True)
 def fedformer_wavelet_tiny(**overrides: Any) -> FEDformer:
     """A seconds-scale FEDformer-w for tests: Legendre k=4, c=2, alpha=4, L=1."""
     config = dict(version="wavelet", modes=6, moving_avg=(5,), wavelet_k=4, wavelet_c=2, wavelet_cross_c=2)
     return FEDformer(**{**_TINY, **config, "wavelet_alpha": 4, "wavelet_levels": 1, **overrides})
 
 
-@register_model(**_META, example_inputs=_tiny_inputs(32, 8, 16), per_sample=True)
+@register_model(**_META, example_inputs=example_windows(32, 8, 16), per_sample=True)
 def fedformer_tiny(**overrides: Any) -> FEDformer:
     """Alias of ``fedformer_fourier_tiny`` (the default FEDformer for quick tests)."""
     return fedformer_fourier_tiny(**overrides)
