@@ -20,6 +20,7 @@ Deviations:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -88,6 +89,23 @@ def _sup_rel_change(log_new: torch.Tensor, log_old: torch.Tensor) -> float:
     return float((torch.exp(log_new - m) - torch.exp(log_old - m)).abs().max())
 
 
+def _log_matvec(k_shift: torch.Tensor, shift: torch.Tensor, log_k: torch.Tensor, log_x: torch.Tensor) -> torch.Tensor:
+    """``log sum_j exp(log_k[i, j] + log_x[j])`` via ``k_shift = exp(log_k - shift[:, None])`` and one mat-vec.
+
+    Rows whose shifted sum is tiny (where float64 could underflow) are recomputed with an exact logsumexp.
+
+    Shapes:
+        k_shift, log_k: (R, C); shift: (R,); log_x: (C,) -> (R,)
+    """
+    m = log_x.max()
+    total = k_shift @ torch.exp(log_x - m)  # (R,), terms in (0, 1]
+    out = shift + m + torch.log(total)
+    bad = total < 1e-200
+    if bad.any():
+        out[bad] = torch.logsumexp(log_k[bad] + log_x[None, :], dim=1)
+    return out
+
+
 def unbalanced_sinkhorn(
     a,
     b,
@@ -126,14 +144,19 @@ def unbalanced_sinkhorn(
     if max_iter < 1 or tol <= 0:
         raise ValueError(f"max_iter must be >= 1 and tol > 0, got {max_iter}, {tol}")
     log_k = -M / reg  # (K_s, K_t)
+    # row- / column-shifted kernels in (0, 1]: the log-sum-exps below become mat-vecs (fast) without overflow
+    row_max, col_max = log_k.max(1).values, log_k.max(0).values
+    k_rows, k_cols = torch.exp(log_k - row_max[:, None]), torch.exp(log_k - col_max[None, :])
     log_a, log_b = a.log(), b.log()
     fi_s, fi_t = reg_src / (reg_src + reg), reg_tgt / (reg_tgt + reg)
-    log_u = torch.full_like(log_a, -torch.log(torch.tensor(float(len(a)), dtype=torch.float64)).item())
-    log_v = torch.full_like(log_b, -torch.log(torch.tensor(float(len(b)), dtype=torch.float64)).item())
+    log_u = torch.full_like(log_a, -math.log(len(a)))
+    log_v = torch.full_like(log_b, -math.log(len(b)))
     err, n_iter = float("inf"), 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
-        log_u_new = fi_s * (log_a - torch.logsumexp(log_k + log_v[None, :], dim=1))  # log(a / K v)^fi_s
-        log_v_new = fi_t * (log_b - torch.logsumexp(log_k + log_u_new[:, None], dim=0))  # log(b / K^T u)^fi_t
+        log_kv = _log_matvec(k_rows, row_max, log_k, log_v)  # log(K v), (K_s,)
+        log_u_new = fi_s * (log_a - log_kv)  # log (a / K v)^fi_s
+        log_ktu = _log_matvec(k_cols.T, col_max, log_k.T, log_u_new)  # log(K^T u), (K_t,)
+        log_v_new = fi_t * (log_b - log_ktu)  # log (b / K^T u)^fi_t
         err = 0.5 * (_sup_rel_change(log_u_new, log_u) + _sup_rel_change(log_v_new, log_v))
         log_u, log_v = log_u_new, log_v_new
         if err < tol:
