@@ -11,7 +11,7 @@ with ``ACC`` and ``RES_k`` ``QuadraticForm``s of the encoding. Backends:
   ``x_i x_j`` gets a continuous variable ``z_ij`` in [0, 1]. ``linearization="rlt"`` (default) uses the
   one-hot structure: every block pair that carries a product gets all its products, tied by
   ``sum_v z_uv = x_u`` for each entry ``u`` of one block (and symmetrically), which forces ``z = x_u x_v``
-  at integral points and gives a much tighter relaxation than McCormick (measured: 5x faster on
+  at integral points and gives a much tighter relaxation than McCormick (measured: 3-10x faster on
   NAS-Bench-Macro, ``benchmarks/bench_iqnas.py``). ``"mccormick"`` is the textbook form, with only the
   side of ``z <= x_i, z <= x_j, z >= x_i + x_j - 1`` that each coefficient's sign needs (spec §5.1).
   Absent optional layers are modelled by an "absent" indicator per optional layer, equal to the sum of
@@ -255,28 +255,28 @@ def linearize(
 
 
 def _evaluate(
-    space: OneHotSpace,
-    objective: QuadraticForm,
-    constraints: Mapping[str, tuple[QuadraticForm, float]],
-    x: np.ndarray,
+    objective: QuadraticForm, constraints: Mapping[str, tuple[QuadraticForm, float]], x: np.ndarray
 ) -> tuple[float, dict[str, float]]:
+    """Objective and resources at one encoding ``x (dim,)``, in float64."""
     return float(objective(x[None])[0]), {n: float(f(x[None])[0]) for n, (f, _) in constraints.items()}
 
 
-def _smallest(space: OneHotSpace, form: QuadraticForm, time_limit: float) -> float | None:
-    """The smallest value a resource can take in the space (for the "infeasible" message)."""
+def _smallest(space: OneHotSpace, form: QuadraticForm, time_limit: float) -> str:
+    """The smallest value a resource can take in the space, as text (for the "infeasible" message)."""
     neg = QuadraticForm(-form.const, -form.linear, form.pairs, -form.weights)
     sol = solve(space, neg, {}, backend="highs", time_limit=time_limit)
-    return None if sol.objective is None else -sol.objective
+    if sol.status == "optimal":
+        return f"{-sol.objective:.6g}"
+    return "unknown" if sol.bound is None else f">= {-sol.bound:.6g}"  # only a proved bound, not optimality
 
 
 def _infeasible_message(
     space: OneHotSpace, constraints: Mapping[str, tuple[QuadraticForm, float]], time_limit: float
 ) -> str:
-    parts = []
-    for name, (form, budget) in constraints.items():
-        low = _smallest(space, form, time_limit)
-        parts.append(f"{name} <= {budget:.6g} (smallest possible {name}: {low:.6g})" if low is not None else name)
+    parts = [
+        f"{name} <= {budget:.6g} (smallest possible {name}: {_smallest(space, form, time_limit)})"
+        for name, (form, budget) in constraints.items()
+    ]
     return "no architecture satisfies " + " and ".join(parts) + "; raise the budget(s)"
 
 
@@ -353,7 +353,7 @@ def solve(
             x = None if res.x is None else np.round(res.x[: space.dim])
             if x is None:
                 break
-            _, used = _evaluate(space, objective, constraints, x)
+            _, used = _evaluate(objective, constraints, x)
             over = [
                 (row, scale, used[n] - budgets[n])
                 for (n, _), row, scale in zip(constraints.items(), lin.budget_rows, lin.budget_scale)
@@ -386,7 +386,7 @@ def solve(
             status, None, None, None, None, None, None, None, {}, budgets, elapsed, backend, message, n_var, n_con
         )
     space.check(x)
-    value, used = _evaluate(space, objective, constraints, x)
+    value, used = _evaluate(objective, constraints, x)
     op_ids, depth = space.decode(x[None])
     gap = None if bound is None else max(0.0, bound - value)
     return Solution(

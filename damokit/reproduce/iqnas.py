@@ -22,6 +22,7 @@ about 5-10 minutes.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -37,10 +38,17 @@ from damokit.nas.iqnas_encoding import (
     macro_space,
     mobilenet_space,
 )
-from damokit.nas.iqnas_predictors import fit_linear, fit_quadratic, pair_index, rank_correlation
+from damokit.nas.iqnas_predictors import (
+    contribution_table,
+    fit_linear,
+    fit_quadratic,
+    pair_index,
+    rank_correlation,
+)
 from damokit.nas.iqnas_program import solve
 from damokit.nas.iqnas_resources import (
     calibrate,
+    fit_resource,
     measure_latency,
     measure_lut,
     mobilenet_resources,
@@ -85,6 +93,12 @@ def _part_a(seeds: tuple[int, ...]) -> dict:
                 if n == 500 and si == 0:
                     rmse500[kind] = float(np.sqrt(np.mean((form(X[test]) - acc[test]) ** 2)))
     contrib, n_contrib = macro_predictor("contribution", np.zeros(0), bench)
+
+    # interpretability (spec §6): effect of replacing identity by a block, per layer, quadratic N=500
+    perm0 = np.random.default_rng(seeds[0]).permutation(len(bench))
+    q500, _ = macro_predictor("quadratic", perm0[:500], bench)
+    table = contribution_table(space, q500, reference_op=0, X_mean=X[perm0[:500]].mean(0))
+    effect = table[table.choice != "id"].groupby(["stage", "layer"]).accuracy.mean()  # points, per layer
     tau_contrib = rank_correlation(contrib(X), acc)
 
     # budgeted picks (seed of the first run)
@@ -124,6 +138,7 @@ def _part_a(seeds: tuple[int, ...]) -> dict:
         "oracle": oracle,
         "rand_mean": rand_mean,
         "checks": checks,
+        "effect": effect,
         "flops": bench.flops,
         "acc": acc,
     }
@@ -218,6 +233,9 @@ def _part_latency(n_nets: int, resolution: int, seed: int) -> dict:
     half = n_nets // 2
     calibrated, slope, intercept = calibrate(lut, X[:half], measured[:half])
     pred = calibrated(X[half:])
+    # the alternative without a table: a linear form regressed on the measured whole networks only
+    regressed, _ = fit_resource(space, X[:half], measured[:half], ridge=1e-3)
+    mape_regressed = float(np.mean(np.abs(regressed(X[half:]) - measured[half:]) / measured[half:]))
     # a latency-budgeted solve: maximise FLOPs (a capacity proxy; no accuracy data for this space)
     budget = float(np.median(measured))
     sol = solve(space, flops, {"latency": (calibrated, budget)})
@@ -229,6 +247,7 @@ def _part_latency(n_nets: int, resolution: int, seed: int) -> dict:
         "flops_err": flops_err,
         "tau_lut": rank_correlation(lut(X), measured),
         "mape": float(np.mean(np.abs(pred - measured[half:]) / measured[half:])),
+        "mape_regressed": mape_regressed,
         "slope": slope,
         "intercept": intercept,
         "budget_ms": budget * 1e3,
@@ -308,29 +327,55 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
             verdict_from(a["lin_err"] < 1e-6),
         )
     )
-    tq, tl = a["taus"]["quadratic"].mean(0), a["taus"]["linear"].mean(0)
-    seeds_note = f"mean of {len(seeds)} seed(s); reference measured for damokit, not a paper figure"
+    tq, tl = a["taus"]["quadratic"][0], a["taus"]["linear"][0]  # seed 0, as the spec's reference
     for kind, t in (("quadratic", tq), ("linear", tl)):
+        mean = a["taus"][kind].mean(0)
+        spread = f"mean over seeds {list(seeds)}: {_fmt(mean)}; " if len(seeds) > 1 else ""
         rows.append(
             ClaimRow(
                 f"{kind} predictor ranks held-out nets (N = 50/100/200/500 measured)",
-                f"Kendall tau on {_TEST} held-out nets",
+                f"Kendall tau on {_TEST} held-out nets (seed 0)",
                 _fmt(_REF_TAU[kind]),
                 "spec §10 A2",
                 _fmt(t),
                 verdict_from(abs(t[-1] - _REF_TAU[kind][-1]) < 0.03),
-                note=f"{seeds_note}; RMSE at N=500 {a['rmse500'][kind]:.2f} points",
+                note=f"{spread}RMSE at N=500 {a['rmse500'][kind]:.2f} points; reference measured for damokit",
             )
         )
     rows.append(
         ClaimRow(
             "quadratic predictor at least as good as linear at N = 500 (paper: quadratic > linear)",
-            "tau(quadratic) - tau(linear), N=500",
+            f"tau(quadratic) - tau(linear), N=500, mean of {len(seeds)} seed(s)",
             "> 0 (abstract)",
             "abstract; spec §10 caveat",
-            round(float(tq[-1] - tl[-1]), 3),
-            verdict_from(tq[-1] >= tl[-1] - 0.01),
+            round(float(a["taus"]["quadratic"].mean(0)[-1] - a["taus"]["linear"].mean(0)[-1]), 3),
+            verdict_from(a["taus"]["quadratic"].mean(0)[-1] >= a["taus"]["linear"].mean(0)[-1] - 0.01),
             note="this space is nearly additive (spec); (B) is where pairs matter",
+        )
+    )
+    eff = a["effect"]
+    firsts = [float(eff[s].iloc[0]) for s in eff.index.levels[0]]
+    rests = [float(eff[s].iloc[1:].mean()) for s in eff.index.levels[0]]
+    rows.append(
+        ClaimRow(
+            "interpretable coefficients: adding width/depth helps most at the start of each resolution stage",
+            "mean effect of a block vs identity: first layer / later layers, per stage (points)",
+            "holds on ImageNet (abstract)",
+            "abstract; spec §6",
+            " ; ".join(f"s{i + 1}: {f:.2f}/{r:.2f}" for i, (f, r) in enumerate(zip(firsts, rests))),
+            verdict_from(all(f > r for f, r in zip(firsts, rests))),
+            note="quadratic predictor, N=500, mean-field effects (contribution_table)",
+        )
+    )
+    rows.append(
+        ClaimRow(
+            "interpretable coefficients: adding width/depth helps more at deeper stages",
+            "mean effect of a block vs identity per stage 1/2/3 (points)",
+            "holds on ImageNet (abstract)",
+            "abstract; spec §6",
+            _fmt([float(eff[s].mean()) for s in eff.index.levels[0]]),
+            verdict_from(bool(np.all(np.diff([eff[s].mean() for s in eff.index.levels[0]]) > 0))),
+            note="NAS-Bench-Macro (CIFAR-10, 32 px) differs from the paper's ImageNet space",
         )
     )
     rows.append(
@@ -441,7 +486,9 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
             verdict_from(lat["pick_ms"] <= 1.1 * lat["budget_ms"]),
             note=(
                 f"{lat['n']} nets at {lat['resolution']} px, batch 1, 1 thread, fastest of rounds, on a shared "
-                f"loaded CPU (noisy); calibration slope {lat['slope']:.2f}; objective = FLOPs (no accuracy data)"
+                f"loaded CPU (noisy); calibration slope {lat['slope']:.2f}; linear regression on the same "
+                f"{lat['n'] // 2} nets instead of the table: MAPE {lat['mape_regressed']:.1%}; objective = FLOPs "
+                "(no accuracy data for this space)"
             ),
         )
     )
@@ -468,6 +515,7 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
             solver="scipy.optimize.milp (HiGHS), RLT linearisation",
             blas_threads=1,
             latency=f"{lat['n']} nets, {lat['resolution']} px, {lat['seconds']:.1f} s",
+            load_average_1min=round(os.getloadavg()[0], 1),
         ),
         plots=plots,
         notes=(
