@@ -273,6 +273,8 @@ def _plot(out_dir: Path, a: dict, b: dict) -> Path:
         ax.plot(_N_TRAIN, _REF_TAU[kind], "x--", color=color, alpha=0.5, label=f"{kind} (spec reference)")
     ax.axhline(a["tau_contrib"], color="gray", ls=":", label=f"contribution estimator ({a['n_contrib']} look-ups)")
     ax.set(xscale="log", xlabel="measured architectures N", ylabel="held-out Kendall tau", title="(A) predictors")
+    ax.set_xticks(_N_TRAIN, [str(n) for n in _N_TRAIN])
+    ax.minorticks_off()
     ax.legend(fontsize=7)
     ax = axes[1]
     ax.scatter(a["flops"] / 1e6, a["acc"], s=2, color="lightgray", label="all 6,561 nets")
@@ -280,8 +282,8 @@ def _plot(out_dir: Path, a: dict, b: dict) -> Path:
     frontier = np.maximum.accumulate(a["acc"][order])
     ax.step(a["flops"][order] / 1e6, frontier, where="post", color="k", lw=1, label="oracle frontier")
     mb = np.asarray(a["budgets"]) / 1e6
-    for (name, vals), marker in zip(a["picks"].items(), "o^sD"):
-        ax.plot(mb, vals, marker, ls="none", label=f"IQP pick: {name}")
+    for k, ((name, vals), marker) in enumerate(zip(a["picks"].items(), "o^sD")):
+        ax.plot(mb + 0.8 * (k - 1.5), vals, marker, ls="none", label=f"IQP pick: {name}")  # offset: ties overlap
     ax.plot(mb, a["rand_mean"], "k_", ms=14, ls="none", label="feasible mean")
     ax.set(xlabel="FLOPs budget (M)", ylabel="CIFAR-10 accuracy (%)", ylim=(84, 94), title="(A) budgeted picks")
     ax.legend(fontsize=7, loc="lower right")
