@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from damokit.errors import DamokitError
+
 __all__ = [
     "Entry",
     "UnknownNameError",
@@ -55,7 +57,7 @@ _PLUGIN_PACKAGES = (
 )
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(DamokitError, KeyError):
     """A name that is not registered; the message suggests close matches."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly

@@ -42,11 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from damokit.registry import UnknownNameError
+    from damokit.errors import DamokitError
 
     try:
         return int(args.func(args) or 0)
-    except (UnknownNameError, ValueError, FileNotFoundError) as err:
+    except (DamokitError, ValueError, FileNotFoundError) as err:
         # user errors: one clear line, no stack trace (use -v for details)
         if args.verbose:
             raise

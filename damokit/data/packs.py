@@ -11,6 +11,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from damokit.errors import DamokitError
+
 __all__ = ["DataPackError", "CHECKSUMS", "data_root", "pack_path", "load_npz"]
 
 # sha256 of every data file, as published in data/<pack>/README.md.
@@ -31,7 +33,7 @@ CHECKSUMS: dict[str, str] = {
 }
 
 
-class DataPackError(FileNotFoundError):
+class DataPackError(DamokitError, FileNotFoundError):
     """A bundled data file is missing or does not match its published checksum."""
 
 

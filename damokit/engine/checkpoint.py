@@ -19,13 +19,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from damokit.errors import DamokitError
+
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_weights", "flatten_state", "unflatten_state"]
 
 _META_KEY = "damokit"
 _TENSOR_TAG = "__tensor__"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DamokitError, RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model it is loaded into."""
 
 
