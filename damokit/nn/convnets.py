@@ -126,13 +126,20 @@ class ResNetMini(_Backbone):
 
 
 class MLPEncoder(_Backbone):
-    """MLP on flattened images: Linear-BN-ReLU layers, the last Linear without activation.
+    """MLP on flattened images: Linear-BN-ReLU layers; the last Linear gets BN-ReLU too when ``final_act``.
 
     Shapes:
         x: (B, C, H, W) or (B, in_dim) -> features (B, dims[-1]) -> logits (B, num_classes) when num_classes > 0
     """
 
-    def __init__(self, *, in_dim: int = 64, dims: tuple[int, ...] = (256, 256, 64), num_classes: int = 0):
+    def __init__(
+        self,
+        *,
+        in_dim: int = 64,
+        dims: tuple[int, ...] = (256, 256, 64),
+        num_classes: int = 0,
+        final_act: bool = False,
+    ):
         super().__init__()
         if not dims or min(dims) < 1:
             raise ValueError(f"dims must be a non-empty tuple of positive ints, got {dims}")
@@ -142,6 +149,8 @@ class MLPEncoder(_Backbone):
             layers += [nn.Linear(d_prev, d), nn.BatchNorm1d(d), nn.ReLU(inplace=True)]
             d_prev = d
         layers.append(nn.Linear(d_prev, dims[-1]))
+        if final_act:
+            layers += [nn.BatchNorm1d(dims[-1]), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*layers)
         self.feat_dim = dims[-1]
         self.head = nn.Linear(self.feat_dim, num_classes) if num_classes > 0 else nn.Identity()
