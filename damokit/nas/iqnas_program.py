@@ -331,6 +331,8 @@ def solve(
         raise ValueError(f"backend must be 'highs' or 'brute'; got {backend!r}")
     if not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds; got {time_limit}")
+    if not 0 <= rel_gap < 1:
+        raise ValueError(f"rel_gap must lie in [0, 1) (HiGHS relative optimality tolerance); got {rel_gap}")
     budgets = {n: float(b) for n, (_, b) in constraints.items()}
     start = time.perf_counter()
     if backend == "brute":

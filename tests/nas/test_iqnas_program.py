@@ -126,6 +126,8 @@ def test_errors():
         solve(space, obj, linearization="glover")
     with pytest.raises(ValueError, match="time_limit must be > 0"):
         solve(space, obj, time_limit=0)
+    with pytest.raises(ValueError, match=r"rel_gap must lie in \[0, 1\)"):
+        solve(space, obj, rel_gap=1.5)
     with pytest.raises(ValueError, match="objective has dim 3, the space's encoding has dim 24"):
         solve(space, QuadraticForm(0.0, np.zeros(3)))
     with pytest.raises(ValueError, match="budget of 'f' must be finite"):
