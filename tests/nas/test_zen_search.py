@@ -112,3 +112,26 @@ def test_cli_zendet(tmp_path, capsys):
     assert "--weights must be comma-separated numbers" in capsys.readouterr().err
     assert main(["nas", "zendet", "--init", str(tmp_path / "missing.json")]) == 2
     assert "no structure file" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # scores all 6,561 nets (about 3 s idle)
+def test_macro_space_search_finds_the_brute_force_optimum():
+    # spec §8(b)1: all 6,561 nets are enumerable, so the search result is checked exactly
+    import numpy as np
+
+    from damokit.nas.bench_macro import load_bench_macro, macro_structure
+    from damokit.reproduce.zendet import run_macro_search
+
+    bench = load_bench_macro()
+    scores = {a: entropy_score(macro_structure(a)) for a in bench.archs}
+    cap = float(np.percentile(bench.flops, 25))
+    arch, score = run_macro_search(scores, cap, population=32, iterations=2000, seed=0)
+    brute = max(s for a, s in scores.items() if bench.flops[bench.index(a)] <= cap)
+    assert bench.flops[bench.index(arch)] <= cap and score >= brute * (1 - 0.005)
+
+
+def test_resnet_like_matches_flops():
+    from damokit.reproduce.zendet import resnet_like
+
+    s = resnet_like(55e6, 64)
+    assert abs(s.flops(64) / 55e6 - 1) < 0.05 and [b.L for b in s.blocks[1:]] == [3, 4, 6, 3]
