@@ -36,7 +36,12 @@ def auto_chunk(num_gallery: int, budget: int = 1 << 23) -> int:
 
 
 def pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances. Shapes: ``(n, D), (m, D) -> (n, m)``."""
+    """Squared Euclidean distances in float64. Shapes: ``(n, D), (m, D) -> (n, m)``.
+
+    ``|a|^2 + |b|^2 - 2 a.b`` cancels catastrophically in float32 for nearly equal unit vectors (the
+    features of an untrained model), which would turn distinct distances into ties.
+    """
+    a, b = a.double(), b.double()
     d = a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T
     return d.clamp_min(0)
 
