@@ -30,8 +30,8 @@ def _t(x: ArrayLike) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
 
-def auto_chunk(num_gallery: int, budget: int = 1 << 23) -> int:
-    """Queries per chunk so that one chunk holds about ``budget`` (query, gallery) pairs."""
+def auto_chunk(num_gallery: int, budget: int = 1 << 21) -> int:
+    """Queries per chunk so that one chunk holds about ``budget`` (query, gallery) pairs (~40 B each)."""
     return max(1, budget // max(num_gallery, 1))
 
 
