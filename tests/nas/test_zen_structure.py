@@ -59,6 +59,22 @@ def test_detection_backbone_returns_c2_to_c5():
     assert net.out_channels == [16, 32, 64, 128]
 
 
+def test_mbconv_with_se_counts_match_the_module():
+    # MobileNetV3-style blocks (for IQNAS): expansion skipped when btn == cin; SE convs carry biases
+    s = Structure(
+        (
+            Block("ConvKXBNRELU", 3, 16, 2, 3),
+            Block("MBConv", 16, 24, 2, 5, btn=96, L=3, se=True, act="hswish"),
+            Block("MBConv", 24, 24, 1, 3, btn=24),
+        )
+    )
+    net = s.build()
+    assert sum(p.numel() for p in net.parameters()) == s.params() == 37088
+    assert s.layers() == 1 + 3 * 3 + 2
+    assert s.flops(32, extras=False) < s.flops(32)
+    assert [tuple(f.shape) for f in net.forward_features(torch.randn(1, 3, 32, 32))] == [(1, 16, 16, 16), (1, 24, 8, 8)]
+
+
 def test_serialization_round_trip():
     s = Structure.from_text(MAEDET_S_TXT)
     assert Structure.from_text(s.to_json()) == s
