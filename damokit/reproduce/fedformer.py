@@ -1,0 +1,372 @@
+"""Reproduction of FEDformer (Zhou et al., ICML 2022, arXiv 2201.12740): its tables beside our measurements.
+
+Rows: FEDformer-f, FEDformer-w, Autoformer, Informer, repeat_last and dlinear, trained and tested with the
+official data protocol (``damokit.data.timeseries``) and recipe (``damokit.forecasting.forecaster``), each
+beside the paper's figure; then the headline claim, FEDformer's relative MSE reduction over Autoformer.
+
+- ``--quick`` (about a minute on 2 cores): the ``*_tiny`` variants (D=16, a few modes; far smaller than the
+  paper's D=512) trained for 40 steps at lr 1e-3 on ETTh1 (H=96), Exchange (H=96) and ILI (H=24), multivariate,
+  one seed. Its FEDformer/Autoformer numbers are NOT comparable with the paper's; the repeat_last rows are
+  (the data protocol is exact, so they reproduce the published *Repeat* figures to the last digit).
+- full mode (``run(quick=False)``, or ``run_grid`` for a subset): the registered paper-size variants, the paper
+  recipe (Adam 1e-4, batch 32, 10 epochs, patience 3; see the Forecaster deviations: constant LR), ETTh1,
+  ETTh2, Exchange, ILI, all four horizons, multivariate and univariate, 3 seeds. This takes many hours to days
+  on a 2-core CPU (FEDformer-w at the official size holds ~100 M parameters per block); progress bars show
+  each run.
+
+Every test figure uses the paper's loader (the last partial batch of 32 dropped); each row's note gives the
+figure over all test windows beside it.
+
+Paper figures: the spec quotes only the *Repeat* column (DLinear paper Table 2, spec §16.6). The FEDformer,
+Autoformer and Informer figures below were transcribed from the FEDformer paper (Table 2: multivariate
+Exchange/ILI; Table 3: univariate Exchange/ILI; the full-ETT appendix table: multivariate ETTh1/ETTh2). dlinear has
+no figure at input length 96 (the DLinear paper uses 336), so its rows are measured only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from damokit import registry
+from damokit.data.timeseries import load_series, n_time_features
+from damokit.engine import TrainConfig, fit
+from damokit.forecasting.forecaster import evaluate_windows, forecast_loss
+from damokit.registry import register_reproduction
+from damokit.reproduce.result import ClaimRow, ReproResult, Verdict, conditions, verdict_from
+
+__all__ = ["MODELS", "PAPER", "Setting", "run", "run_grid", "run_setting"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A table row: the registered paper-size model, its quick stand-in, extra constructor arguments."""
+
+    full: str
+    quick: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+MODELS: dict[str, ModelSpec] = {
+    "FEDformer-f": ModelSpec("fedformer_fourier", "fedformer_fourier_tiny"),
+    "FEDformer-f corrected": ModelSpec("fedformer_fourier", "fedformer_fourier_tiny", (("corrected", True),)),
+    "FEDformer-w": ModelSpec("fedformer_wavelet", "fedformer_wavelet_tiny"),
+    "Autoformer": ModelSpec("autoformer", "autoformer_tiny"),
+    "Informer": ModelSpec("informer", "informer_tiny"),
+    "repeat_last": ModelSpec("repeat_last", "repeat_last"),
+    "dlinear": ModelSpec("dlinear", "dlinear"),
+}
+
+# dataset -> (input length, horizons); the paper's settings (spec §1)
+DATASETS: dict[str, tuple[int, tuple[int, ...]]] = {
+    "ETTh1": (96, (96, 192, 336, 720)),
+    "ETTh2": (96, (96, 192, 336, 720)),
+    "exchange_rate": (96, (96, 192, 336, 720)),
+    "national_illness": (36, (24, 36, 48, 60)),
+}
+QUICK_SETTINGS = (("ETTh1", 96), ("exchange_rate", 96), ("national_illness", 24))
+
+# DLinear's own learning rates (official LTSF-Linear scripts); the transformers use the FEDformer recipe.
+DLINEAR_LR = {"ETTh1": 0.005, "ETTh2": 0.05, "exchange_rate": 0.0005, "national_illness": 0.01}
+
+_T2, _T3, _TETT = "FEDformer Table 2", "FEDformer Table 3", "FEDformer full-ETT table (appendix)"
+_REPEAT = "DLinear paper Table 2 (spec §16.6)"
+
+
+def _table(source: str, horizons, **columns) -> dict:
+    out = {}
+    for name, values in columns.items():
+        label = {"fed_f": "FEDformer-f", "fed_w": "FEDformer-w"}.get(name, name)
+        for h, (mse, mae) in zip(horizons, values):
+            out[(h, label)] = (mse, mae, _REPEAT if label == "repeat_last" else source)
+    return out
+
+
+_H = (96, 192, 336, 720)
+_HI = (24, 36, 48, 60)
+# (dataset, features) -> {(horizon, model): (mse, mae, source)}
+PAPER: dict[tuple[str, str], dict[tuple[int, str], tuple[float, float | None, str]]] = {
+    ("ETTh1", "M"): _table(
+        _TETT,
+        _H,
+        fed_f=[(0.376, 0.419), (0.420, 0.448), (0.459, 0.465), (0.506, 0.507)],
+        fed_w=[(0.395, 0.424), (0.469, 0.470), (0.530, 0.499), (0.598, 0.544)],
+        Autoformer=[(0.449, 0.459), (0.500, 0.482), (0.521, 0.496), (0.514, 0.512)],
+        Informer=[(0.865, 0.713), (1.008, 0.792), (1.107, 0.809), (1.181, 0.865)],
+        repeat_last=[(1.295, None), (1.325, None), (1.323, None), (1.339, None)],
+    ),
+    ("ETTh2", "M"): _table(
+        _TETT,
+        _H,
+        fed_f=[(0.346, 0.388), (0.429, 0.439), (0.496, 0.487), (0.463, 0.474)],
+        fed_w=[(0.394, 0.414), (0.439, 0.445), (0.482, 0.480), (0.500, 0.509)],
+        Autoformer=[(0.358, 0.397), (0.456, 0.452), (0.482, 0.486), (0.515, 0.511)],
+        Informer=[(3.755, 1.525), (5.602, 1.931), (4.721, 1.835), (3.647, 1.625)],
+        repeat_last=[(0.432, None), (0.534, None), (0.591, None), (0.588, None)],
+    ),
+    ("exchange_rate", "M"): _table(
+        _T2,
+        _H,
+        fed_f=[(0.148, 0.278), (0.271, 0.380), (0.460, 0.500), (1.195, 0.841)],
+        fed_w=[(0.139, 0.276), (0.256, 0.369), (0.426, 0.464), (1.090, 0.800)],
+        Autoformer=[(0.197, 0.323), (0.300, 0.369), (0.509, 0.524), (1.447, 0.941)],
+        Informer=[(0.847, 0.752), (1.204, 0.895), (1.672, 1.036), (2.478, 1.310)],
+        repeat_last=[(0.081, 0.196), (0.167, 0.289), (0.305, 0.396), (0.823, 0.681)],
+    ),
+    ("national_illness", "M"): _table(
+        _T2,
+        _HI,
+        fed_f=[(3.228, 1.260), (2.679, 1.080), (2.622, 1.078), (2.857, 1.157)],
+        fed_w=[(2.203, 0.963), (2.272, 0.976), (2.209, 0.981), (2.545, 1.061)],
+        Autoformer=[(3.483, 1.287), (3.103, 1.148), (2.669, 1.085), (2.770, 1.125)],
+        Informer=[(5.764, 1.677), (4.755, 1.467), (4.763, 1.469), (5.264, 1.564)],
+        repeat_last=[(6.587, 1.701), (7.130, 1.884), (6.575, 1.798), (5.893, 1.677)],
+    ),
+    ("exchange_rate", "S"): _table(
+        _T3,
+        _H,
+        fed_f=[(0.154, 0.304), (0.286, 0.420), (0.511, 0.555), (1.301, 0.879)],
+        fed_w=[(0.131, 0.284), (0.277, 0.420), (0.426, 0.511), (1.162, 0.832)],
+        Autoformer=[(0.241, 0.387), (0.273, 0.403), (0.508, 0.539), (0.991, 0.768)],
+        Informer=[(1.327, 0.944), (1.258, 0.924), (2.179, 1.296), (1.280, 0.953)],
+    ),
+    ("national_illness", "S"): _table(
+        _T3,
+        _HI,
+        fed_f=[(0.708, 0.627), (0.584, 0.617), (0.717, 0.697), (0.855, 0.774)],
+        fed_w=[(0.693, 0.629), (0.554, 0.604), (0.699, 0.696), (0.828, 0.770)],
+        Autoformer=[(0.948, 0.732), (0.634, 0.650), (0.791, 0.752), (0.874, 0.797)],
+        Informer=[(5.282, 2.050), (4.554, 1.916), (4.273, 1.846), (5.214, 2.057)],
+    ),
+}
+# The paper's overall claim (abstract): average MSE reduction of 14.8% (multivariate), 22.6% (univariate).
+PAPER_HEADLINE = {"M": 0.148, "S": 0.226}
+# A full-mode row "reproduces" a paper figure when within this relative distance (3 seeds vs the paper's 5).
+REPRODUCED_WITHIN = 0.10
+
+
+@dataclass(frozen=True)
+class Setting:
+    dataset: str
+    horizon: int
+    features: str = "M"
+
+    @property
+    def label(self) -> str:
+        short = {"exchange_rate": "Exchange", "national_illness": "ILI"}.get(self.dataset, self.dataset)
+        return f"{short}-{self.horizon} ({self.features})"
+
+
+def _train_config(quick: bool, model_key: str, dataset: str, seed: int, progress: bool) -> TrainConfig:
+    lr = DLINEAR_LR[dataset] if model_key == "dlinear" else (1e-3 if quick else 1e-4)
+    return TrainConfig(
+        epochs=10,
+        max_steps=40 if quick else None,
+        batch_size=32,
+        lr=lr,
+        optimizer="adam",
+        patience=3,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def run_setting(
+    setting: Setting, model_key: str, *, quick: bool, seed: int = 0, progress: bool = False
+) -> dict[str, Any] | None:
+    """Train one model on one setting and test it; None when the model is not registered yet."""
+    spec = MODELS[model_key]
+    name = spec.quick if quick else spec.full
+    if name not in registry.names("model"):
+        return None
+    input_size, _ = DATASETS[setting.dataset]
+    data = load_series(setting.dataset, input_size=input_size, horizon=setting.horizon, features=setting.features)
+    channels = len(data.columns)
+    torch.manual_seed(seed)
+    model = registry.create_model(
+        name,
+        input_size=input_size,
+        horizon=setting.horizon,
+        label_len=input_size // 2,
+        enc_in=channels,
+        c_out=channels,
+        d_mark=n_time_features(data.freq),
+        **dict(spec.kwargs),
+    )
+    start = time.perf_counter()
+    steps = 0
+    if any(p.requires_grad for p in model.parameters()):
+        result = fit(
+            model,
+            data.split("train"),
+            loss_fn=forecast_loss,
+            config=_train_config(quick, model_key, setting.dataset, seed, progress),
+            val_set=None if quick else data.split("val"),  # quick: 40 steps, no early stopping to drive
+        )
+        steps = result.steps
+    metrics = evaluate_windows(model, data.split("test"))
+    return {**metrics, "seconds": time.perf_counter() - start, "steps": steps, "model": name}
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else math.nan
+
+
+def run_grid(
+    settings: Sequence[Setting],
+    *,
+    quick: bool,
+    out_dir: Path,
+    seeds: Sequence[int] = (0,),
+    models: Sequence[str] = tuple(MODELS),
+    progress: bool = True,
+) -> ReproResult:
+    """Run ``models`` on ``settings`` over ``seeds`` and compare with the paper (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    measured: dict[tuple[Setting, str], list[dict[str, Any]]] = {}
+    jobs = [(s, m, seed) for s in settings for m in models for seed in seeds]
+    bar = tqdm(jobs, desc="fedformer", unit="run", disable=not progress)
+    for setting, model_key, seed in bar:
+        bar.set_postfix_str(f"{setting.label} {model_key} seed {seed}")
+        out = run_setting(setting, model_key, quick=quick, seed=seed, progress=progress and not quick)
+        if out is not None:
+            measured.setdefault((setting, model_key), []).append(out)
+
+    rows = []
+    for setting in settings:
+        paper = PAPER.get((setting.dataset, setting.features), {})
+        for model_key in models:
+            rows.append(_model_row(setting, model_key, measured.get((setting, model_key)), paper, quick))
+    rows.append(_headline_row(settings, measured, quick))
+    plot = _plot(settings, measured, out_dir, quick)
+    seconds = sum(r["seconds"] for runs in measured.values() for r in runs)
+    return ReproResult(
+        paper="fedformer",
+        title="FEDformer: Frequency Enhanced Decomposed Transformer",
+        rows=rows,
+        conditions=conditions(
+            seed=list(seeds),
+            mode_models="*_tiny variants, 40 steps at lr 1e-3" if quick else "paper sizes and recipe",
+            settings=[s.label for s in settings],
+            test_loader="paper: last partial batch of 32 dropped (all-window figures in the notes)",
+            lr_schedule="constant (official type1 halving not applied; see forecaster docstring)",
+            train_seconds=round(seconds, 1),
+        ),
+        plots=[plot] if plot else [],
+        notes=__doc__.split("\n\n")[-1].strip(),
+    )
+
+
+def _model_row(setting: Setting, model_key: str, runs, paper: dict, quick: bool) -> ClaimRow:
+    ref = paper.get((setting.horizon, model_key))
+    paper_mse, source = (ref[0], ref[2]) if ref else (None, "no published figure for this setting")
+    claim = f"{model_key} on {setting.label}"
+    metric = "test MSE (standardised)"
+    if runs is None:
+        spec = MODELS[model_key]
+        return ClaimRow(
+            claim,
+            metric,
+            paper_mse,
+            source,
+            None,
+            Verdict.NOT_IMPLEMENTED,
+            note=f"model {spec.quick if quick else spec.full!r} is not registered yet",
+        )
+    mse, mse_all = _mean(r["mse"] for r in runs), _mean(r["mse_all"] for r in runs)
+    note = f"all {runs[0]['windows_all']} test windows: MSE {mse_all:.3f}; MAE {_mean(r['mae'] for r in runs):.3f}"
+    if len(runs) > 1:
+        note += f"; mean of {len(runs)} seeds (std {np.std([r['mse'] for r in runs]):.3f})"
+    if model_key == "repeat_last" and paper_mse is not None:
+        verdict = verdict_from(round(mse, 3) == paper_mse)  # no training: the data protocol alone decides
+    elif paper_mse is None or quick:
+        verdict = Verdict.NOT_COMPARABLE
+        note += "; tiny model, 40 steps" if quick and model_key != "repeat_last" else ""
+    else:
+        verdict = verdict_from(abs(mse - paper_mse) <= REPRODUCED_WITHIN * paper_mse)
+    return ClaimRow(claim, metric, paper_mse, source, round(mse, 4), verdict, note=note)
+
+
+def _headline_row(settings: Sequence[Setting], measured: dict, quick: bool) -> ClaimRow:
+    """Mean over settings of 1 - MSE(FEDformer-f) / MSE(Autoformer), ours beside the paper's for the same settings."""
+    ours, theirs = [], []
+    for s in settings:
+        fed, auto = measured.get((s, "FEDformer-f")), measured.get((s, "Autoformer"))
+        if fed and auto:
+            ours.append(1 - _mean(r["mse"] for r in fed) / _mean(r["mse"] for r in auto))
+        paper = PAPER.get((s.dataset, s.features), {})
+        if (s.horizon, "FEDformer-f") in paper and (s.horizon, "Autoformer") in paper:
+            theirs.append(1 - paper[(s.horizon, "FEDformer-f")][0] / paper[(s.horizon, "Autoformer")][0])
+    claim = "FEDformer-f reduces MSE relative to Autoformer"
+    metric = "mean relative MSE reduction over the settings run"
+    paper_value = round(_mean(theirs), 3) if theirs else None
+    note = f"paper's overall claim: {PAPER_HEADLINE['M']:.1%} multivariate, {PAPER_HEADLINE['S']:.1%} univariate"
+    if not ours:
+        return ClaimRow(claim, metric, paper_value, "Tables 2/3 (same settings)", None, Verdict.NOT_IMPLEMENTED, note)
+    value = _mean(ours)
+    note += f"; {len(ours)} settings" + ("; tiny models, 40 steps: not the paper's scale" if quick else "")
+    return ClaimRow(
+        claim, metric, paper_value, "Tables 2/3 (same settings)", round(value, 3), verdict_from(value > 0), note
+    )
+
+
+def _plot(settings: Sequence[Setting], measured: dict, out_dir: Path, quick: bool) -> Path | None:
+    """Grouped bars: our test MSE per model and setting, the paper's as black ticks."""
+    if not measured:
+        return None
+    from matplotlib.figure import Figure
+
+    models = [m for m in MODELS if any((s, m) in measured for s in settings)]
+    if not all((s, "repeat_last") in measured for s in settings):
+        return None  # bars are drawn relative to repeat_last
+    fig = Figure(figsize=(max(6, 2.2 * len(settings)), 3.8))
+    ax = fig.subplots()
+    width = 0.8 / len(models)
+    for j, model_key in enumerate(models):
+        xs, ys, refs = [], [], []
+        for i, s in enumerate(settings):
+            runs = measured.get((s, model_key))
+            if runs:
+                xs.append(i + j * width)
+                ys.append(_mean(r["mse"] for r in runs) / _mean(r["mse"] for r in measured[(s, "repeat_last")]))
+                ref = PAPER.get((s.dataset, s.features), {}).get((s.horizon, model_key))
+                repeat = PAPER.get((s.dataset, s.features), {}).get((s.horizon, "repeat_last"))
+                refs.append(ref[0] / repeat[0] if ref and repeat else math.nan)
+        ax.bar(xs, ys, width, label=model_key)
+        ax.scatter(xs, refs, marker="_", color="k", s=120, zorder=3)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(settings))], [s.label for s in settings])
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_ylabel("test MSE / repeat_last MSE")
+    ax.set_title(f"FEDformer reproduction ({'quick: tiny models' if quick else 'paper sizes'}); ticks: paper")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"fedformer_{'quick' if quick else 'full'}.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
+@register_reproduction("fedformer", paper="2201.12740")
+def run(quick: bool, out_dir: Path) -> ReproResult:
+    """FEDformer vs Autoformer/Informer/repeat/DLinear on the paper's data protocol.
+
+    ``quick``: about a minute (tiny models, 3 settings). Full: the paper's sizes on ETTh1, ETTh2, Exchange and
+    ILI, 4 horizons, M and S, 3 seeds: many hours to days on a 2-core CPU (progress bars show each run).
+    """
+    if quick:
+        settings = [Setting(d, h) for d, h in QUICK_SETTINGS]
+        return run_grid(settings, quick=True, out_dir=out_dir, seeds=(0,), progress=False)
+    settings = [Setting(d, h, f) for f in ("M", "S") for d, (_, hs) in DATASETS.items() for h in hs]
+    return run_grid(settings, quick=False, out_dir=out_dir, seeds=(0, 1, 2))
