@@ -133,12 +133,25 @@ def fit_resource(
     return form, float(np.abs(form(X) - values).max())
 
 
+_CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
+
+
 def _time_round_robin(
-    modules: list[torch.nn.Module], inputs: list[torch.Tensor], rounds: int, warmup: int, threads: int
+    modules: list[torch.nn.Module],
+    inputs: list[torch.Tensor],
+    rounds: int,
+    warmup: int,
+    threads: int,
+    clock: str,
 ) -> np.ndarray:
     """Fastest of ``rounds`` forwards of each module on its input, timed round-robin (see ``measure_latency``)."""
     if rounds < 1 or warmup < 0 or threads < 1:
         raise ValueError(f"need rounds >= 1, warmup >= 0, threads >= 1; got {rounds}, {warmup}, {threads}")
+    if clock not in _CLOCKS:
+        raise ValueError(f"clock must be 'cpu' or 'wall'; got {clock!r}")
+    if clock == "cpu" and threads != 1:
+        raise ValueError(f"clock='cpu' reads this thread's CPU time, so it needs threads=1; got threads={threads}")
+    now = _CLOCKS[clock]
     times = np.empty((rounds, len(modules)))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -146,10 +159,10 @@ def _time_round_robin(
         with torch.inference_mode():
             for r in range(warmup + rounds):
                 for i, (module, inp) in enumerate(zip(modules, inputs)):
-                    start = time.perf_counter()
+                    start = now()
                     module(inp)
                     if r >= warmup:
-                        times[r - warmup, i] = time.perf_counter() - start
+                        times[r - warmup, i] = now() - start
     finally:
         torch.set_num_threads(previous)
     return times.min(axis=0)
@@ -163,33 +176,42 @@ def measure_latency(
     rounds: int = 5,
     warmup: int = 1,
     threads: int = 1,
+    clock: str = "cpu",
 ) -> np.ndarray:
-    """Wall-clock seconds of one eval-mode forward of each structure's network on this CPU (fastest of rounds).
+    """Seconds of one eval-mode forward of each structure's network on this CPU (fastest of rounds).
 
-    The official tables time PyTorch/ONNX on an Intel Xeon CPU at batch 1 (spec §3). This machine is
-    shared, so the networks are timed round-robin (one forward of each per round, ``rounds`` rounds after
-    ``warmup`` untimed ones), so that a load change hits all networks alike, and each keeps its fastest
-    round: preemption by other processes only ever adds time (measured: 10-ms scheduler slices on
-    0.4-ms blocks), so the minimum estimates the unloaded latency better than the median. ``threads``
-    intra-op threads are used (default 1: on a loaded machine two threads spin-wait for each other and
-    forwards measured 10-50x slower and far noisier). Absolute values still carry the load of the run.
+    The official tables time PyTorch/ONNX wall-clock latency on an Intel Xeon CPU at batch 1 (spec §3).
+    This machine is shared by many processes, so by default (``clock="cpu"``, ``threads=1``) the forward's
+    *CPU time on the calling thread* is measured: it excludes the time the process waits descheduled,
+    which wall time includes (measured: 10-ms scheduler slices on 0.4-ms blocks); on an idle machine with
+    one thread the two agree. ``clock="wall"`` gives wall time. Networks are timed round-robin (one forward
+    of each per round, ``rounds`` rounds after ``warmup`` untimed ones) so that a change of load hits all
+    alike, and each keeps its fastest round. More ``threads`` (wall clock only) spin-wait for each other on
+    a loaded machine: forwards measured 10-50x slower and far noisier.
     """
     if batch < 1 or resolution < 8:
         raise ValueError(f"need batch >= 1 and resolution >= 8; got batch={batch}, resolution={resolution}")
     gen = torch.Generator().manual_seed(0)
     inp = torch.randn(batch, 3, resolution, resolution, generator=gen)
     nets = [s.build().eval() for s in structures]
-    return _time_round_robin(nets, [inp] * len(nets), rounds, warmup, threads)
+    return _time_round_robin(nets, [inp] * len(nets), rounds, warmup, threads, clock)
 
 
 def measure_lut(
-    space: OneHotSpace, *, resolution: int = 224, rounds: int = 5, warmup: int = 1, threads: int = 1
+    space: OneHotSpace,
+    *,
+    resolution: int = 224,
+    rounds: int = 5,
+    warmup: int = 1,
+    threads: int = 1,
+    clock: str = "cpu",
 ) -> QuadraticForm:
     """Latency lookup table (spec §3): each (layer, op) block timed alone at its position, batch 1.
 
     ``T_fixed`` is the timed stem + depthwise-separable block + head (1x1 conv, pooling, classifier) of the
-    smallest network. The result is the table-sum latency form (seconds); the official search script
-    corrects it with a linear fit ``slope * LAT + intercept`` against whole networks (``calibrate``).
+    smallest network; timing as in ``measure_latency``. The result is the table-sum latency form (seconds);
+    the official search script corrects it with a linear fit ``slope * LAT + intercept`` against whole
+    networks (``calibrate``).
     """
     _check_mobilenet(space)
     if resolution < 32:
@@ -214,7 +236,7 @@ def measure_lut(
         torch.randn(1, 3, resolution, resolution, generator=gen),
         torch.randn(1, net.blocks[-1].cin, final, final, generator=gen),
     ]
-    t = _time_round_robin(modules, inputs, rounds, warmup, threads)
+    t = _time_round_robin(modules, inputs, rounds, warmup, threads, clock)
     return QuadraticForm(t[-2] + t[-1], np.r_[t[:-2], np.zeros(space.num_beta)])
 
 

@@ -10,7 +10,8 @@
     paper-size encoding (5 stages x depth {2,3,4} x 12 ops) with a time limit, reporting status and gap.
 (L) resources on the MobileNetV3-like space: exact FLOPs against the whole-network counter, and CPU
     latency: a per-block lookup table, calibrated on whole networks (the official linear correction),
-    then a latency-budgeted solve whose pick is measured. The machine is shared: latencies are noisy.
+    then a latency-budgeted solve whose pick is measured. The machine is shared, so the forward's CPU
+    time on one thread is measured (wall time includes waiting descheduled; see ``measure_latency``).
 (C) the spec's optional tiny-supernet run is not implemented (see the final report of issue 6).
 
 The paper's own tables could not be read (spec §0): the only paper figures are the BINAS README's
@@ -504,8 +505,8 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
             f"{lat['mape']:.1%}; {lat['tau_lut']:.2f}; {lat['pick_ms']:.2f}/{lat['budget_ms']:.2f}",
             verdict_from(lat["pick_ms"] <= 1.1 * lat["budget_ms"]),
             note=(
-                f"{lat['n']} nets at {lat['resolution']} px, batch 1, 1 thread, fastest of rounds, on a shared "
-                f"loaded CPU (noisy); calibration slope {lat['slope']:.2f}; linear regression on the same "
+                f"{lat['n']} nets at {lat['resolution']} px, batch 1, 1 thread, thread CPU time (fastest of 3 "
+                f"rounds) on a shared loaded CPU; calibration slope {lat['slope']:.2f}; linear regression on the same "
                 f"{lat['n'] // 2} nets instead of the table: MAPE {lat['mape_regressed']:.1%}; objective = FLOPs "
                 "(no accuracy data for this space)"
             ),

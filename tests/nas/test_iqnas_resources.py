@@ -48,6 +48,8 @@ def test_measure_latency_and_calibrate():
         [mobilenet_structure(o, d, num_classes=10) for o, d in zip(op_ids, depth)], resolution=32, rounds=2
     )
     assert lat.shape == (2,) and np.isfinite(lat).all() and (lat > 0).all()
+    wall = measure_latency([mobilenet_structure(op_ids[0], depth[0], num_classes=10)], resolution=32, clock="wall")
+    assert wall.shape == (1,) and wall[0] > 0
     # calibrate recovers an exact affine relation
     form = QuadraticForm(1.0, np.arange(space.dim, dtype=float) / space.dim)
     X = space.encode(*space.sample(20, np.random.default_rng(3)))
@@ -69,5 +71,9 @@ def test_errors():
         measure_latency([], resolution=4)
     with pytest.raises(ValueError, match="need rounds >= 1"):
         measure_latency([], rounds=0)
+    with pytest.raises(ValueError, match="clock must be 'cpu' or 'wall'"):
+        measure_latency([], clock="gpu")
+    with pytest.raises(ValueError, match="clock='cpu' reads this thread's CPU time, so it needs threads=1"):
+        measure_latency([], threads=2)
     with pytest.raises(ValueError, match="need >= 2 measured networks"):
         calibrate(QuadraticForm(0.0, np.zeros(24)), X, np.zeros(3))
