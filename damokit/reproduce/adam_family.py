@@ -646,13 +646,14 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
             exp_rows, plot, _ = experiment(quick, out_dir, progress=not quick)
             rows += exp_rows
             plots.append(plot)
+        run_conditions = conditions(seed=0, mode="quick" if quick else "full", dtype="float64 (E3: float32)")
     finally:
         torch.set_num_threads(threads)
     return ReproResult(
         paper="adam_family",
         title="A Simple and Generic Convergence Proof for a Family of Adam-style Methods",
         rows=rows,
-        conditions=conditions(seed=0, mode="quick" if quick else "full", dtype="float64 (E3: float32)"),
+        conditions=run_conditions,
         plots=plots,
         notes=(
             "Theory paper; its experiment section could not be read, so 'paper' figures are the theory's "
