@@ -394,7 +394,10 @@ def pretrain(
     if loss == "ce":
         n_cls = num_classes or int(y.max()) + 1
         head = LinearHead(encoder, feat_dim, n_cls)
-        res = fit(head, data, loss_fn=lambda m, b: F.cross_entropy(m(aug(b[0])), b[1]), config=config, out_dir=out_dir)
+        res = fit(
+            head, data, loss_fn=lambda m, b: F.cross_entropy(m(aug(b[0])), b[1]), config=config, out_dir=out_dir,
+            resume=resume,
+        )  # fmt: skip
         return PretrainResult(head, res)
 
     model = LOOKModel(encoder, feat_dim, projection_dim=recipe.projection_dim, key_momentum=recipe.key_momentum)

@@ -230,3 +230,23 @@ def test_within_class_spread_reference():
     labels = torch.tensor([0, 0, 1])
     # class 0 centroid (0.5, 0.5): both at distance sqrt(0.5); class 1 a single point at distance 0
     assert within_class_spread(feats, labels) == pytest.approx(2 * math.sqrt(0.5) / 3)
+
+
+def test_resume_restores_bank_and_continues_exactly(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 1, 8, 8, generator=g)
+    y = (x.flatten(1)[:, 0] > 0).long()
+    recipe = LOOKRecipe(k=4)
+
+    def run(cfg, out, resume=False):
+        torch.manual_seed(0)
+        enc = MLPEncoder(dims=(16, 8))
+        res = pretrain(enc, x, y, feat_dim=8, recipe=recipe, config=cfg, out_dir=out, resume=resume)
+        return res.model
+
+    base = dict(epochs=2, batch_size=16, lr=0.05, optimizer="sgd", progress=False, checkpoint_every=1)
+    whole = run(TrainConfig(**base), tmp_path / "a")
+    run(TrainConfig(**base, max_steps=4), tmp_path / "b")  # stops after epoch 1 (4 of 8 steps)
+    resumed = run(TrainConfig(**base), tmp_path / "b", resume=True)
+    for (name, p), q in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(p, q, msg=name)  # weights and the bank buffers agree
