@@ -421,3 +421,61 @@ def test_engine_fit_by_name_checkpoints_and_resumes(tmp_path):
         torch.testing.assert_close(p, q)
     with torch.no_grad():
         assert float(loss_fn(straight, (x, y))) < float(loss_fn(torch.nn.Linear(3, 1), (x, y)))
+
+
+def _reference_run(update, steps: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``update(p, g, state, t)`` (a hand-written reference step) and return (params, grads used)."""
+    g = torch.Generator().manual_seed(5)
+    scales = torch.tensor([1e-4, 1e-2, 1.0, 10.0, 1e3], dtype=torch.float64)  # hit both clip bounds of AdaBound
+    grads = torch.randn(steps, 5, generator=g, dtype=torch.float64) * scales
+    p, state = torch.linspace(-1, 1, 5, dtype=torch.float64), {}
+    for t in range(1, steps + 1):
+        update(p, grads[t - 1], state, t)
+    return p, grads
+
+
+def _ours(opt_factory, grads: torch.Tensor) -> torch.Tensor:
+    p = torch.nn.Parameter(torch.linspace(-1, 1, 5, dtype=torch.float64))
+    opt = opt_factory([p])
+    for grad in grads:
+        p.grad = grad.clone()
+        opt.step()
+    return p.detach()
+
+
+def test_adabound_matches_its_reference_code_formula():
+    lr, b1, b2, eps, final_lr, gamma = 1e-2, 0.9, 0.999, 1e-8, 0.1, 0.5
+
+    def update(p, g, s, t):  # Luolc/AdaBound adabound.py step, rewritten
+        m, v = s.setdefault("m", torch.zeros_like(p)), s.setdefault("v", torch.zeros_like(p))
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        lower, upper = final_lr * (1 - 1 / (gamma * t + 1)), final_lr * (1 + 1 / (gamma * t))
+        p.sub_((step_size / (v.sqrt() + eps)).clamp(lower, upper) * m)
+
+    ref, grads = _reference_run(update)
+    ours = _ours(lambda ps: AdaBound(ps, lr=lr, final_lr=final_lr, gamma=gamma, track_bounds=True), grads)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_adabelief_and_adafom_match_their_formulas():
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-12
+
+    def belief(p, g, s, t):  # juntang-zhuang/Adabelief-Optimizer (pypi 0.2) step without rectification
+        m, v = s.setdefault("m", torch.zeros_like(p)), s.setdefault("s", torch.zeros_like(p))
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g - m, g - m, value=1 - b2).add_(eps)
+        p.addcdiv_(m, v.sqrt() / math.sqrt(1 - b2**t) + eps, value=-lr / (1 - b1**t))
+
+    ref, grads = _reference_run(belief)
+    torch.testing.assert_close(_ours(lambda ps: AdaBelief(ps, lr=lr, eps=eps), grads), ref, rtol=1e-10, atol=1e-12)
+
+    def fom(p, g, s, t):  # spec §2.2: h = 1 / (sqrt(S / t) + eps), m without bias correction
+        m, total = s.setdefault("m", torch.zeros_like(p)), s.setdefault("S", torch.zeros_like(p))
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        total.add_(g * g)
+        p.sub_(lr * m / ((total / t).sqrt() + 1e-8))
+
+    ref, grads = _reference_run(fom)
+    torch.testing.assert_close(_ours(lambda ps: AdaFom(ps, lr=lr, momentum=b1), grads), ref, rtol=1e-10, atol=1e-12)
