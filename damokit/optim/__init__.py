@@ -12,7 +12,10 @@ from damokit.optim.adam_family import (
     MomentumSGD,
     RMSPropMomentum,
 )
+from damokit.optim.bilevel import BilevelSEMA
 from damokit.optim.builtin import list_optimizers
+from damokit.optim.compositional import MovingAverage, compositional_surrogate, kl_dro_surrogate
+from damokit.optim.minimax import PrimalDualAdam, box_projection, simplex_projection
 from damokit.optim.rules import (
     AdaBeliefRule,
     AdaBoundRule,
@@ -62,4 +65,11 @@ __all__ = [
     "StagewiseMomentum",
     "CoupledToLR",
     "KingmaDecay",
+    "PrimalDualAdam",
+    "simplex_projection",
+    "box_projection",
+    "MovingAverage",
+    "compositional_surrogate",
+    "kl_dro_surrogate",
+    "BilevelSEMA",
 ]
