@@ -185,6 +185,11 @@ def test_val_df_errors():
         Forecaster("dlinear", horizon=8, input_size=24, **KW).fit(df, val_df=df)
     with pytest.raises(ValueError, match="val_df holds series \\['a'\\] but df holds \\['a', 'b'\\]"):
         Forecaster("dlinear", horizon=8, input_size=24, **KW).fit(df, val_df=_long(n=20, ids=("a",)))
+    later = wide_to_long(
+        pd.DataFrame({"date": pd.date_range("2023-01-01", periods=3, freq="h"), "a": [1.0, 2, 3], "b": [1.0, 2, 3]})
+    )
+    with pytest.raises(ValueError, match="val_df has 3 steps; validation needs at least horizon = 8"):
+        Forecaster("dlinear", horizon=8, input_size=24, **KW).fit(df, val_df=later)
 
 
 def test_checkpoint_from_another_config(tmp_path):
