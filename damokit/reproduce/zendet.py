@@ -10,7 +10,7 @@
     FCOS-style detector, COCO-style mAP over 3 seeds (quick: 1 seed, fewer epochs).
 
 Quick mode takes about a minute. Full mode runs the spec's sizes (Zen-score on 400 nets, forward
-entropy on 200, searches of 20,000 children, detector training of 3 seeds): about 30-60 minutes.
+entropy on 200, searches of 20,000 children, 2 detectors x 3 seeds x 30 epochs): 1-2 hours.
 """
 
 from __future__ import annotations
