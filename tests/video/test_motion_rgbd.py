@@ -171,7 +171,9 @@ def test_split_files_parse_and_reject_malformed_lines(tmp_path):
     good.write_text(" train/class_01/subject3_r0 80 0\ntrain/class_02/subject1_r1 78 1 \n\n")
     entries = parse_split_file(good)
     assert [(e.path, e.frames, e.label) for e in entries] == [
-        ("train/class_01/subject3_r0", 80, 0), ("train/class_02/subject1_r1", 78, 1)]  # fmt: skip
+        ("train/class_01/subject3_r0", 80, 0),
+        ("train/class_02/subject1_r1", 78, 1),
+    ]
     bad = tmp_path / "bad.txt"
     bad.write_text("train/a 80 0\ntrain/b eighty 1\n")
     with pytest.raises(ValueError, match=r"bad.txt:2: expected '<clip dir> <frames> <label>'"):
@@ -232,3 +234,22 @@ def test_smoke_training_is_deterministic(tmp_path):
     scores = predict_logits(model, ClipTensorDataset(data.labels, depth=data.depth, frames=8))
     assert scores.shape == (24, 4)
     assert accuracy(torch.eye(4)[data.labels], data.labels) == 100.0
+
+
+def test_reproduction_verdicts_follow_the_spec_thresholds():
+    """Spec §8.3 criteria on hand-made accuracies: CAPF must clear the 62.5 % bound by 2 and late fusion by 8."""
+    from damokit.reproduce.motion_rgbd import _rows_fusion
+    from damokit.reproduce.result import Verdict
+
+    acc = {
+        "B rgb": [25.0, 24.0],
+        "B depth": [58.0, 59.0],
+        "B late fusion (softmax_mean)": [56.0, 57.0],
+        "B late fusion (logprob_sum)": [55.0, 56.0],
+        "B CAPF": [67.0, 66.0],
+    }
+    rows = _rows_fusion(acc, "", split_f=False)
+    assert [r.verdict for r in rows] == [Verdict.HOLDS] * 4  # gap +10, CAPF 66.5 >= 64.5, RGB at chance, late <= depth
+    acc["B CAPF"] = [63.0, 64.0]  # above late fusion by 7: neither the +8 gap nor the bound
+    rows = _rows_fusion(acc, "", split_f=False)
+    assert rows[0].verdict is Verdict.DOES_NOT_HOLD and rows[1].verdict is Verdict.DOES_NOT_HOLD
