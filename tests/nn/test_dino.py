@@ -150,6 +150,7 @@ def test_param_groups_skip_bias_and_norms():
     assert len(decay["params"]) + len(no_decay["params"]) == n_trainable
 
 
+@pytest.mark.slow
 def test_fit_dino_trains_and_is_deterministic():
     images = (torch.rand(16, 3, 40, 40) * 255).to(torch.uint8)
     cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-3, optimizer="adamw", weight_decay=0.04, progress=False)

@@ -119,11 +119,11 @@ def test_input_errors():
 
 
 def test_strict_load_of_flat_and_dino_container(tmp_path):
-    sd = _official_vit_s16_state()
-    model = vit_small_patch16(img_size=(256, 128))
+    sd = _official_vit_s16_state(depth=2)  # 2 blocks keep the test fast; the full layout is checked above
+    model = vit_small_patch16(img_size=(256, 128), depth=2)
     report = load_vit_checkpoint(sd, model)
     assert len(report.loaded) == len(sd) and not report.resized
-    torch.testing.assert_close(model.blocks[3].mlp.fc1.weight, sd["blocks.3.mlp.fc1.weight"])
+    torch.testing.assert_close(model.blocks[1].mlp.fc1.weight, sd["blocks.1.mlp.fc1.weight"])
 
     teacher = {f"module.backbone.{k}": v for k, v in sd.items()}
     teacher.update({"module.head.mlp.0.weight": torch.randn(4, 4), "module.head.last_layer.weight_g": torch.ones(4, 1)})
@@ -131,18 +131,18 @@ def test_strict_load_of_flat_and_dino_container(tmp_path):
                  "epoch": 100, "args": argparse.Namespace(arch="vit_small")}  # fmt: skip
     path = tmp_path / "checkpoint.pth"
     torch.save(container, path)
-    model2 = vit_small_patch16(img_size=(256, 128))
+    model2 = vit_small_patch16(img_size=(256, 128), depth=2)
     report = load_vit_checkpoint(path, model2)
     assert sorted(report.skipped) == ["module.head.last_layer.weight_g", "module.head.mlp.0.weight"]
     torch.testing.assert_close(model2.cls_token, sd["cls_token"])  # teacher, not student
 
 
 def test_supervised_container_and_pos_resize():
-    sd = _official_vit_s16_state()
+    sd = _official_vit_s16_state(depth=2)
     full = {f"base.{k}": v for k, v in sd.items()}
     full.update({"base.fc.weight": torch.randn(1000, 384), "bottleneck.weight": torch.ones(384),
                  "classifier.weight": torch.randn(10, 384)})  # fmt: skip
-    model = vit_small_patch16(img_size=(384, 128))
+    model = vit_small_patch16(img_size=(384, 128), depth=2)
     with pytest.raises(ValueError, match="hw_ratio=3.0"):
         load_vit_checkpoint({"state_dict": full}, model)  # the stored 16 x 8 grid is not 3:1
     report = load_vit_checkpoint({"state_dict": full}, model, hw_ratio=2)  # PRETRAIN_HW_RATIO: 2
@@ -152,14 +152,14 @@ def test_supervised_container_and_pos_resize():
 
 
 def test_wrong_architecture_raises():
-    sd = _official_vit_s16_state()
+    sd = _official_vit_s16_state(depth=2)
     with pytest.raises(CheckpointError, match="mis-shaped: patch_embed.proj.weight"):
-        load_vit_checkpoint(sd, vit_small_patch8(img_size=(256, 128)))
+        load_vit_checkpoint(sd, vit_small_patch8(img_size=(256, 128), depth=2))
     with pytest.raises(CheckpointError, match="embed_dim is 48"):
         load_vit_checkpoint(sd, vit_tiny())
     del sd["norm.bias"]
     with pytest.raises(CheckpointError, match="missing: norm.bias"):
-        load_vit_checkpoint(sd, vit_small_patch16(img_size=(256, 128)))
+        load_vit_checkpoint(sd, vit_small_patch16(img_size=(256, 128), depth=2))
     with pytest.raises(CheckpointError, match="expected a state dict"):
         unwrap_checkpoint([1, 2])
 

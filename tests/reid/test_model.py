@@ -94,7 +94,7 @@ def test_ibn_odd_split_and_error():
 
 def test_official_state_dicts_load_strictly():
     ics = _ics_official_state()
-    model = transreid_ssl_vit_small_ics()
+    model = transreid_ssl_vit_small_ics()  # full depth: every official key, strictly
     report = load_official(ics, model)
     assert len(report.loaded) == len(ics) and not report.resized
     assert set(model.base.state_dict()) == set(ics)
@@ -102,17 +102,17 @@ def test_official_state_dicts_load_strictly():
     vanilla.update({"patch_embed.proj.weight": torch.randn(384, 3, 16, 16), "patch_embed.proj.bias": torch.randn(384)})
     load_official({"model": {f"module.{k}": v for k, v in vanilla.items()}}, transreid_ssl_vit_small())
     with pytest.raises(CheckpointError, match="mis-shaped: patch_embed.proj.weight"):
-        load_official(vanilla, transreid_ssl_vit_small_ics())  # a checkpoint of the other architecture
+        load_official(vanilla, model)  # a checkpoint of the other architecture
 
 
 def test_dino_container_and_384_resize():
-    ics = _ics_official_state()
+    ics = _ics_official_state(depth=2)
     ckpt = {
         "teacher": {f"backbone.{k}": v for k, v in ics.items()} | {"head.last_layer.weight_v": torch.ones(2, 2)},
         "student": {},
         "epoch": 3,
     }
-    model = transreid_ssl_vit_small_ics(img_size=(384, 128))
+    model = transreid_ssl_vit_small_ics(img_size=(384, 128), depth=2)
     report = load_official(ckpt, model)
     assert report.resized == ["pos_embed"] and report.skipped == ["head.last_layer.weight_v"]
     torch.testing.assert_close(model.base.pos_embed[:, 0], ics["pos_embed"][:, 0])

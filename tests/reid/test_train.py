@@ -97,6 +97,7 @@ def test_augment_shapes_and_normalisation():
     assert out.shape == x.shape and (out != 1).any()
 
 
+@pytest.mark.slow
 def test_train_supervised_runs_deterministically_and_checks_input():
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (32, 3, 64, 32), dtype=torch.uint8, generator=g)
