@@ -209,6 +209,7 @@ def test_pretrain_recipe_runs_and_learns(bank, tmp_path):
         assert "bank.feats" in dict(res.model.named_buffers())
 
 
+@pytest.mark.slow
 def test_look_keeps_modes_that_ce_merges():
     """Mechanism (spec §1): with a two-mode class, LOOK features keep a larger within-class spread than C.E."""
     x, y, mode = _two_mode_data(192)
