@@ -51,6 +51,7 @@ def _lse_importance(src, tgt, p_m=0.1, max_iter=1000, tol=1e-6):
 
 @register_benchmark("finetune_selection", paper="2111.12292")
 def run(quick: bool) -> BenchResult:
+    """The UOT selector at 1,000 x 2,048 x 200 vs exp-domain and all-logsumexp Sinkhorn forms."""
     torch.set_num_threads(2)
     g = torch.Generator().manual_seed(0)
     n_src, dim, n_tgt, k = 1000, 2048, 200, 100
