@@ -181,8 +181,8 @@ def test_load_dino_vit_rejects_mismatched_shapes():
         load_dino_vit(state, arch="vit_huge")
 
 
-def test_pipeline_is_deterministic_and_label_free():
-    """fit() takes images only; two runs with the same seed give identical decoders."""
+def test_pipeline_is_deterministic_and_label_free(tmp_path):
+    """fit() takes images only; two runs with the same seed give identical decoders; save -> load predicts alike."""
     assert list(inspect.signature(TransFGU.fit).parameters) == ["self", "images", "progress"]
     images = make_scenes(8, seed=0, size=16).images
     decoders = []
@@ -194,6 +194,13 @@ def test_pipeline_is_deterministic_and_label_free():
         torch.testing.assert_close(decoders[0][key], decoders[1][key], rtol=0, atol=0)
     labels = seg.predict(images)
     assert labels.shape == (8, 16, 16) and 0 <= labels.min() and labels.max() < 5
+    seg.save(tmp_path / "seg.safetensors")
+    loaded = TransFGU.load(tmp_path / "seg.safetensors", seg.backbone)
+    assert loaded.config == seg.config and torch.equal(loaded.predict(images), labels)
+    with pytest.raises(ValueError, match="16-d prototypes but the backbone is 64-d"):
+        TransFGU.load(tmp_path / "seg.safetensors", transfgu_vit_tiny(embed_dim=64))
+    with pytest.raises(ValueError, match="nothing to save"):
+        TransFGU(seg.backbone).save(tmp_path / "empty.safetensors")
     with pytest.raises(ValueError, match="working size 16"):
         seg.predict(torch.rand(2, 3, 32, 32))
     with pytest.raises(ValueError, match="NaN or inf"):

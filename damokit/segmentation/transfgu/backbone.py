@@ -129,6 +129,7 @@ def transfgu_vit_mini(**overrides) -> VisionTransformer:
 @register_model(**_META, example_inputs=lambda g: (torch.rand(2, 3, 16, 16, generator=g),), per_sample=True)
 def transfgu_vit_tiny(**overrides) -> VisionTransformer:
     """Test-sized conv-stem ViT: dim 16, depth 2, 2 heads."""
+    dim = overrides.pop("embed_dim", 16)
     return VisionTransformer(
-        **{"img_size": 16, "embed_dim": 16, "depth": 2, "num_heads": 2, "stem": ConvStem(16), **overrides}
+        **{"img_size": 16, "embed_dim": dim, "depth": 2, "num_heads": 2, "stem": ConvStem(dim), **overrides}
     )

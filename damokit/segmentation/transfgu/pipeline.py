@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from damokit.engine import TrainConfig, fit
+from damokit.engine import TrainConfig, fit, load_checkpoint, load_weights, save_checkpoint
 from damokit.nn.dino import color_jitter
 from damokit.nn.vit import VisionTransformer
 from damokit.segmentation.transfgu.backbone import normalise
@@ -178,19 +179,23 @@ class TransFGU:
         grid_lbl = F.affine_grid(theta, (n, p_hat.shape[1], size[0] // p, size[1] // p), align_corners=False)
         return views, F.grid_sample(p_hat, grid_lbl, mode="bilinear", align_corners=False)
 
-    def train(
-        self, images: torch.Tensor, pseudo: torch.Tensor, *, progress: bool | None = None
-    ) -> MaskTransformerDecoder:
-        """Stage 4: train the decoder on the pseudo labels with teacher-student bootstrapping."""
+    def _new_decoder(self) -> MaskTransformerDecoder:
         c = self.config
-        torch.manual_seed(c.seed)
-        initial = MaskTransformerDecoder(
+        return MaskTransformerDecoder(
             in_dim=self.backbone.embed_dim,
             n_cls=c.n_cls,
             dim=c.decoder_dim,
             depth=c.decoder_depth,
             heads=c.decoder_heads,
         )
+
+    def train(
+        self, images: torch.Tensor, pseudo: torch.Tensor, *, progress: bool | None = None
+    ) -> MaskTransformerDecoder:
+        """Stage 4: train the decoder on the pseudo labels with teacher-student bootstrapping."""
+        c = self.config
+        torch.manual_seed(c.seed)
+        initial = self._new_decoder()
         p_hat_all = normalise_pseudo_labels(pseudo, c.things_only)
         schedule = BootstrapSchedule(c.bootstrap_start, c.bootstrap_intervals)
         bounds = [0, *schedule.update_epochs(c.epochs), c.epochs]
@@ -266,6 +271,34 @@ class TransFGU:
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """Label maps (N, H, W); things-only: 0 is background."""
         return self.predict_logits(images).argmax(dim=1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Prototypes, decoder weights (once trained) and config, via ``damokit.engine.save_checkpoint``."""
+        if self.prototypes is None:
+            raise ValueError("nothing to save: call discover() or fit() first")
+        state = {"prototypes": self.prototypes, "config": dataclasses.asdict(self.config)}
+        if self.decoder is not None:
+            state["decoder"] = self.decoder.state_dict()
+        save_checkpoint(path, state)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, backbone: VisionTransformer) -> TransFGU:
+        """The inverse of ``save`` around a (separately loaded) frozen backbone."""
+        state = load_checkpoint(path)
+        fields = {f.name for f in dataclasses.fields(TransFGUConfig)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items() if k in fields}
+        seg = cls(backbone, TransFGUConfig(**values))
+        seg.prototypes = state["prototypes"]
+        if seg.prototypes.shape[1] != backbone.embed_dim:
+            raise ValueError(
+                f"{path} holds {seg.prototypes.shape[1]}-d prototypes but the backbone is {backbone.embed_dim}-d; "
+                "load the backbone they were discovered with"
+            )
+        if "decoder" in state:
+            seg.decoder = seg._new_decoder()
+            load_weights(seg.decoder, state["decoder"], source=str(path))
+            seg.decoder.eval()
+        return seg
 
 
 def _kmeans_labels(train: torch.Tensor, test: torch.Tensor, k: int, seed: int) -> torch.Tensor:
