@@ -144,8 +144,10 @@ def color_jitter(
     fb, fc, fs = (_uniform(B, 1 - s, 1 + s, generator).to(x).view(B, 1, 1, 1) for s in (bri, con, sat))
     fh = _uniform(B, -hue, hue, generator).to(x)
     y = (x * fb).clamp(0, 1)
-    y = ((y - _gray(y).mean((2, 3), keepdim=True)) * fc + _gray(y).mean((2, 3), keepdim=True)).clamp(0, 1)
-    y = ((y - _gray(y)) * fs + _gray(y)).clamp(0, 1)
+    mean = _gray(y).mean((2, 3), keepdim=True)  # (B, 1, 1, 1)
+    y = ((y - mean) * fc + mean).clamp(0, 1)
+    gray = _gray(y)  # (B, 1, H, W)
+    y = ((y - gray) * fs + gray).clamp(0, 1)
     y = _shift_hue(y, fh).clamp(0, 1)
     return torch.where(apply, y, x)
 
