@@ -31,7 +31,7 @@ def _t(x: ArrayLike) -> torch.Tensor:
 
 
 def auto_chunk(num_gallery: int, budget: int = 1 << 21) -> int:
-    """Queries per chunk so that one chunk holds about ``budget`` (query, gallery) pairs (~40 B each)."""
+    """Queries per chunk so that one chunk holds about ``budget`` (query, gallery) pairs (~30 B each)."""
     return max(1, budget // max(num_gallery, 1))
 
 
@@ -58,25 +58,31 @@ class _Accumulator:
     def add(self, dist: torch.Tensor, q_pids, g_pids, q_cams, g_cams) -> None:
         # dist (c, G); stable ascending sort so equal distances keep the gallery order
         order = torch.sort(dist, dim=1, stable=True).indices  # (c, G)
-        pid_sorted = g_pids[order]  # (c, G)
-        same_pid = pid_sorted == q_pids[:, None]
-        keep = ~(same_pid & (g_cams[order] == q_cams[:, None]))  # drop same identity in the same camera
-        match = same_pid & keep  # (c, G)
-        rank = torch.cumsum(keep, dim=1)  # 1-based rank among kept items (valid where keep)
-        n_match = match.sum(1)  # R per query
+        same_pid = g_pids[order] == q_pids[:, None]  # (c, G), sparse: only this identity's items
+        # work on the (few) same-identity items only, as flat lists in row-major order
+        row, pos = same_pid.nonzero(as_tuple=True)  # (M,), (M,): query index, 0-based sorted position
+        removed = g_cams[order[row, pos]] == q_cams[row]  # same identity and same camera: dropped
+        match = ~removed
+        # exclusive running counts within each query row, from flat cumulative sums
+        starts = torch.zeros(len(q_pids) + 1, dtype=torch.long)
+        starts[1:] = torch.cumsum(torch.bincount(row, minlength=len(q_pids)), 0)
+        cum_removed = torch.cumsum(removed.long(), 0)
+        cum_match = torch.cumsum(match.long(), 0)
+        base_removed = torch.cat([torch.zeros(1, dtype=torch.long), cum_removed])[starts[row]]
+        base_match = torch.cat([torch.zeros(1, dtype=torch.long), cum_match])[starts[row]]
+        rank = pos + 1 - (cum_removed - base_removed)  # 1-based rank among kept items (valid for matches)
+        hits = cum_match - base_match  # matches up to and including this one
+        row, rank, hits = row[match], rank[match], hits[match]
+        n_match = torch.bincount(row, minlength=len(q_pids))  # R per query
         valid = n_match > 0
         if not valid.any():
             return
-        match, rank, n_match = match[valid], rank[valid], n_match[valid]
-        # first hit rank -> CMC
-        big = torch.iinfo(rank.dtype).max
-        first = torch.where(match, rank, torch.full_like(rank, big)).min(1).values  # (v,)
+        # first hit rank -> CMC; AP = mean over hits of (hits so far) / rank
+        first = torch.full((len(q_pids),), torch.iinfo(torch.long).max).scatter_reduce(0, row, rank, "amin")
         ks = torch.arange(1, self.max_rank + 1)
-        self.cmc += (first[:, None] <= ks[None, :]).sum(0).double()
-        # AP = mean over hits of (hits so far) / rank
-        hits_so_far = torch.cumsum(match, dim=1).double()
-        prec = torch.where(match, hits_so_far / rank.clamp_min(1).double(), torch.zeros_like(hits_so_far))
-        self.ap += float((prec.sum(1) / n_match.double()).sum())
+        self.cmc += (first[valid][:, None] <= ks[None, :]).sum(0).double()
+        ap_sum = torch.zeros(len(q_pids), dtype=torch.float64).index_add_(0, row, hits.double() / rank.double())
+        self.ap += float((ap_sum[valid] / n_match[valid].double()).sum())
         self.valid += int(valid.sum())
 
     def result(self) -> ReIDScores:
