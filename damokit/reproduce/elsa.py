@@ -64,6 +64,8 @@ class ELSARecipe:
     epochs: int = 40
     max_steps: int | None = None
     """Cap on optimizer steps (smoke tests)."""
+    n_train: int | None = None
+    """Train on only the first n training images of the split (smoke tests; None: all)."""
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.05
@@ -79,7 +81,7 @@ class ELSARecipe:
 
 PRESETS: dict[str, ELSARecipe] = {
     # seconds: both variants train, used by the tests
-    "smoke": ELSARecipe(variants=("lsa", "elsa"), seeds=(0,), epochs=2, workers=1),
+    "smoke": ELSARecipe(variants=("lsa", "elsa"), seeds=(0,), epochs=3, n_train=256, workers=1),
     # about a minute on an idle 2-core CPU
     "quick": ELSARecipe(epochs=10),
     # spec §9 protocol
@@ -94,6 +96,7 @@ def train_variant(recipe: ELSARecipe, variant: str, seed: int, progress: bool = 
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     names, overrides = VARIANTS[variant]
     x_tr, y_tr, x_te, y_te, _ = load_classification_data(recipe.data, seed=seed)
+    x_tr, y_tr = x_tr[: recipe.n_train], y_tr[: recipe.n_train]
     torch.manual_seed(seed)  # model initialisation
     model = create_model(names[recipe.data], **overrides)
     steps = recipe.epochs * (len(y_tr) // recipe.batch_size)
