@@ -148,6 +148,19 @@ def _epoch_batches(n: int, cfg: TrainConfig, epoch: int) -> list[list[int]]:
     return batches
 
 
+def _batches(dataset: Dataset, batches: list[list[int]], collate_fn: Callable | None) -> Iterator:
+    """The batches of one epoch. Tensor datasets are indexed directly (one gather per tensor instead of one
+    ``__getitem__`` per sample); other datasets go through a DataLoader."""
+    if isinstance(dataset, TensorDataset) and collate_fn is None:
+        for batch in batches:
+            index = torch.tensor(batch, dtype=torch.long)
+            yield [t[index] for t in dataset.tensors]  # a list, as default_collate returns
+        return
+    # a private generator: creating a DataLoader iterator draws a seed, which must not consume the global RNG
+    # (dropout masks) or a resumed run would diverge from an uninterrupted one
+    yield from DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, generator=torch.Generator())
+
+
 def _as_dataset(data: Dataset | Sequence[torch.Tensor] | torch.Tensor) -> Dataset:
     if isinstance(data, torch.Tensor):
         return TensorDataset(data)
@@ -365,11 +378,12 @@ def fit(
     factor = lr_factor(step)
     while epoch < config.epochs and step < total_steps and not stopped_early:
         batches = _epoch_batches(n_train, config, epoch)[skip:]
-        # a private generator: creating a DataLoader iterator draws a seed, which must not consume the global
-        # RNG (dropout masks) or a resumed run would diverge from an uninterrupted one
-        loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_fn, generator=torch.Generator())
         bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False, total=len(batches)
+            _batches(train_set, batches, collate_fn),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+            total=len(batches),
         )
         batch_in_epoch = skip
         for batch in bar:
@@ -421,12 +435,15 @@ def fit(
             raise FloatingPointError(f"non-finite mean training loss in epoch {epoch + 1}")
         history.append(row)
         log.append(row)
-        epoch, skip = epoch + 1, 0
-        loss_sum, loss_count = 0.0, 0
-        checkpoint(0)
         if progress:
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
             tqdm.write(shown)
+        if batch_in_epoch < steps_per_epoch:  # max_steps ended the run mid-epoch: a resume continues this epoch
+            checkpoint(batch_in_epoch)
+            break
+        epoch, skip = epoch + 1, 0
+        loss_sum, loss_count = 0.0, 0
+        checkpoint(0)
 
     if config.restore_best and best_weights is not None:
         load_weights(model, best_weights, source="the best epoch's weights")

@@ -237,3 +237,43 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
     assert [r["step"] for r in ddp_rows] == [r["step"] for r in ref_rows]
     for a, b in zip(ddp_rows, ref_rows, strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_max_steps_mid_epoch_resumes_inside_that_epoch(tmp_path):
+    """A run stopped by max_steps in the middle of an epoch, resumed with a larger budget, equals one run."""
+    x, y = _regression_data()
+
+    def run(max_steps, out_dir, resume=False):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        config = TrainConfig(epochs=3, batch_size=16, max_steps=max_steps, progress=False)
+        fit(model, (x, y), loss_fn=_mse, config=config, out_dir=out_dir, resume=resume)
+        return model
+
+    run(6, tmp_path / "a")  # 4 steps per epoch: stops after step 2 of epoch 2
+    assert load_checkpoint(tmp_path / "a" / "last.safetensors")["batch_in_epoch"] == 2
+    resumed = run(None, tmp_path / "a", resume=True)
+    whole = run(None, tmp_path / "b")
+    for a, b in zip(resumed.parameters(), whole.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_tensor_datasets_and_dataloaders_give_the_same_run():
+    """The direct-indexing path for tensors equals the DataLoader path for the same samples."""
+    x, y = _regression_data()
+
+    class Wrapped(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i], y[i]
+
+    models = []
+    for data in ((x, y), Wrapped()):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        fit(model, data, loss_fn=_mse, config=TrainConfig(epochs=2, batch_size=16, progress=False))
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
