@@ -145,9 +145,10 @@ def _config(args: argparse.Namespace):
 def _pretrain(args: argparse.Namespace) -> int:
     import torch
 
-    from damokit.engine import TrainConfig, save_checkpoint
+    from damokit.engine import save_checkpoint
     from damokit.segmentation.transfgu.backbone import (
         backbone_gate,
+        pretrain_config,
         pretrain_dino,
         pretrain_supervised,
         transfgu_vit_mini,
@@ -158,20 +159,10 @@ def _pretrain(args: argparse.Namespace) -> int:
         raise ValueError("--variant sup needs shape labels: use --data synth (SynthShapes objects)")
     torch.manual_seed(args.seed)
     vit = transfgu_vit_mini()
-    sup = args.variant == "sup"
-    config = TrainConfig(
-        epochs=10_000,
-        max_steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr or (2e-3 if sup else 5e-4),
-        optimizer="adamw",
-        weight_decay=0.05 if sup else 0.04,
-        schedule="cosine",
-        warmup_steps=max(1, args.steps // 10),
-        seed=args.seed,
-        progress=True,
+    config = pretrain_config(
+        args.variant, args.steps, len(images), batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=True
     )
-    if sup:
+    if args.variant == "sup":
         pretrain_supervised(vit, images, labels, config)
     else:
         pretrain_dino(vit, images, config)

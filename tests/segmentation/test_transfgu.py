@@ -218,3 +218,25 @@ def test_baselines_and_generators():
     assert pixel_kmeans(scenes.images, scenes.images, 5).shape == (6, 16, 16)
     with pytest.raises(ValueError, match="need n >= 1"):
         make_scenes(0, seed=0)
+
+
+def test_bootstrapping_reboots_the_student_and_promotes_it_to_teacher(monkeypatch):
+    """Smoke preset: rounds [0, 1) and [1, 2); round 2 starts from the initial weights, its teacher is round 1's
+    trained student (spec §5: teacher update + student reboot)."""
+    starts, teachers, ends = [], [], []
+    original = TransFGU._train_round
+
+    def spy(self, student, teacher, *args):
+        starts.append({k: v.clone() for k, v in student.state_dict().items()})
+        teachers.append(None if teacher is None else {k: v.clone() for k, v in teacher.state_dict().items()})
+        original(self, student, teacher, *args)
+        ends.append({k: v.clone() for k, v in student.state_dict().items()})
+
+    monkeypatch.setattr(TransFGU, "_train_round", spy)
+    seg = TransFGU(transfgu_vit_tiny(), PRESETS["smoke"])
+    seg.train(torch.rand(8, 3, 16, 16), torch.rand(8, 4, 4, 4), progress=False)
+    assert len(starts) == 2 and teachers[0] is None
+    for key in starts[0]:
+        torch.testing.assert_close(starts[1][key], starts[0][key], rtol=0, atol=0)
+        torch.testing.assert_close(teachers[1][key], ends[0][key], rtol=0, atol=0)
+    assert any(not torch.equal(ends[0][k], starts[0][k]) for k in starts[0])

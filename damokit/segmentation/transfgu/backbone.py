@@ -24,7 +24,15 @@ from damokit.nn.dino import IMAGENET_MEAN, IMAGENET_STD, color_jitter, random_re
 from damokit.nn.vit import VisionTransformer
 from damokit.registry import register_model
 
-__all__ = ["ConvStem", "normalise", "pretrain_supervised", "pretrain_dino", "GateScores", "backbone_gate"]
+__all__ = [
+    "ConvStem",
+    "normalise",
+    "pretrain_config",
+    "pretrain_supervised",
+    "pretrain_dino",
+    "GateScores",
+    "backbone_gate",
+]
 
 
 class ConvStem(nn.Module):
@@ -53,6 +61,40 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     return (images - mean) / std
+
+
+def pretrain_config(
+    variant: str,
+    steps: int,
+    n_images: int,
+    *,
+    batch_size: int = 64,
+    lr: float | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> TrainConfig:
+    """The miniature's backbone recipe: AdamW, 10 % warm-up then cosine, ``steps`` optimizer steps.
+
+    ``variant`` ``"sup"`` (SUP-PRE: lr 2e-3, weight decay 0.05) or ``"dino"`` (lr 5e-4, weight decay 0.04,
+    DINO's ViT-S recipe scaled to batch 64).
+    """
+    if variant not in ("sup", "dino"):
+        raise ValueError(f"variant must be 'sup' or 'dino', got {variant!r}")
+    if steps < 1 or n_images < batch_size:
+        raise ValueError(f"need steps >= 1 and at least batch_size={batch_size} images, got {steps}, {n_images}")
+    per_epoch = n_images // batch_size  # the engine drops the last partial batch
+    return TrainConfig(
+        epochs=-(-steps // per_epoch),
+        max_steps=steps,
+        batch_size=batch_size,
+        lr=lr or (2e-3 if variant == "sup" else 5e-4),
+        optimizer="adamw",
+        weight_decay=0.05 if variant == "sup" else 0.04,
+        schedule="cosine",
+        warmup_steps=max(1, steps // 10),
+        seed=seed,
+        progress=progress,
+    )
 
 
 def pretrain_supervised(

@@ -200,7 +200,7 @@ class TransFGU:
         schedule = BootstrapSchedule(c.bootstrap_start, c.bootstrap_intervals)
         bounds = [0, *schedule.update_epochs(c.epochs), c.epochs]
         teacher: MaskTransformerDecoder | None = None
-        student = initial
+        student = copy.deepcopy(initial)  # ``initial`` itself is never trained: every reboot copies it
         for round_start, round_end in zip(bounds[:-1], bounds[1:]):
             if round_start > 0:  # teacher update: the student becomes the teacher and reboots
                 teacher = copy.deepcopy(student).eval().requires_grad_(False)
