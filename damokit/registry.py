@@ -44,6 +44,7 @@ KINDS = ("model", "reproduction", "benchmark", "optimizer")
 
 # Sub-packages whose modules register entries. Every module under them is imported on first lookup.
 _PLUGIN_PACKAGES = (
+    "nn",
     "forecasting",
     "vision",
     "video",

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from damokit.engine import FitResult, TrainConfig, build_optimizer, fit
-from damokit.nn.vit import DropPath
+from damokit.nn.layers import DropPath
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -430,7 +430,7 @@ class DINO(nn.Module):
         self.teacher = copy.deepcopy(self.student)
         for m in self.teacher.modules():
             if isinstance(m, DropPath):
-                m.drop_prob = 0.0  # the official teacher is built without stochastic depth
+                m.p = 0.0  # the official teacher is built without stochastic depth
         self.teacher.requires_grad_(False)
         self.augment = augment
         n_crops = augment.n_views if augment is not None else None

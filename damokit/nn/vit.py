@@ -18,7 +18,6 @@ Deviations:
       DINO's sampling grid bit for bit when needed.
     * Attention uses ``F.scaled_dot_product_attention`` unless the attention map is requested; both
       paths compute the same softmax attention.
-    * ``Mlp`` and ``DropPath`` are defined here because ``damokit/nn`` had no shared versions yet.
 """
 
 from __future__ import annotations
@@ -37,11 +36,10 @@ from einops import rearrange
 from torch import nn
 
 from damokit.engine.checkpoint import CheckpointError, load_weights
+from damokit.nn.layers import DropPath, Mlp
 from damokit.registry import register_model
 
 __all__ = [
-    "DropPath",
-    "Mlp",
     "Attention",
     "Block",
     "PatchEmbed",
@@ -123,38 +121,6 @@ def resize_pos_embed(
 # blocks
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch of a sample with probability ``drop_prob``."""
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)  # one draw per sample
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob}"
-
-
-class Mlp(nn.Module):
-    """Two-layer perceptron ``fc1 -> GELU -> fc2`` (the ViT block's feed-forward)."""
-
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
 class Attention(nn.Module):
     """Multi-head self-attention with one fused ``qkv`` projection.
 
@@ -204,7 +170,7 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         y, attn = self.attn(self.norm1(x), return_attention)

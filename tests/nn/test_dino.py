@@ -117,7 +117,7 @@ def test_jitter_and_blur_probability_zero_are_identity():
 
 def test_ema_update_follows_formula_and_teacher_has_no_drop_path():
     dino = _small_dino()
-    assert all(b.drop_path.drop_prob == 0 for b in dino.teacher.backbone.blocks)
+    assert all(b.drop_path.p == 0 for b in dino.teacher.backbone.blocks)
     assert not any(p.requires_grad for p in dino.teacher.parameters())
     teacher0 = [p.clone() for p in dino.teacher.parameters()]
     with torch.no_grad():

@@ -77,7 +77,7 @@ def test_other_input_size_interpolates_pos_embed():
 
 def test_drop_path_linear_schedule_and_eval_identity():
     model = vit_tiny(drop_path_rate=0.2, depth=3)
-    assert [b.drop_path.drop_prob for b in model.blocks] == pytest.approx([0.0, 0.1, 0.2])
+    assert [b.drop_path.p for b in model.blocks] == pytest.approx([0.0, 0.1, 0.2])
     model.eval()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(model(x), model(x))
