@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
+import pytest
 
 from damokit.cli import main
 
 
+@pytest.mark.slow  # ~6 CPU-seconds: a 2-step pre-training, the 40-object gate, concepts, 2 decoder epochs
 def test_pretrain_discover_train_eval_round_trip(tmp_path, capsys):
     backbone, concepts, model = tmp_path / "b.safetensors", tmp_path / "c.safetensors", tmp_path / "m.safetensors"
     small = ["--data", "synth", "--n", "24", "--size", "16"]
