@@ -23,7 +23,12 @@ __all__ = ["add_parser"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("segment", help="TransFGU unsupervised segmentation (pretrain, discover, train, eval)")
+    p = subparsers.add_parser(
+        "segment",
+        help="TransFGU unsupervised segmentation (pretrain, discover, train, eval)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def common(q: argparse.ArgumentParser) -> None:

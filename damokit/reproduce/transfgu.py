@@ -298,8 +298,10 @@ def _plot(panel, out_dir: Path, title: str) -> Path:
 
 @register_reproduction("transfgu", paper="2112.01515")
 def run(quick: bool, out_dir: Path) -> ReproResult:
-    """Top-down TransFGU-mini vs bottom-up k-means on SynthShapes (quick: SUP-PRE, 1 seed; full: SSL + SUP-PRE,
-    3 seeds, COCO128 real row; one to two hours)."""
+    """TransFGU-mini vs patch/pixel k-means on SynthShapes (spec §9); full mode (1-2 h) adds DINO and COCO128.
+
+    Quick: SUP-PRE backbone, one seed. Full: DINO and SUP-PRE backbones, 3 seeds, the COCO128 real row.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = QUICK if quick else FULL
     progress = not quick
