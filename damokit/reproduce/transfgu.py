@@ -200,7 +200,7 @@ def _synth_rows(variant: str, gates: list, runs: list[dict]) -> list[ClaimRow]:
             ours=f"{miou['decoder_train'].mean - miou['cam_train'].mean:+.1f} "
             f"(decoder {_fmt(miou['decoder_train'])}, pAcc {_fmt(pacc['decoder_train'])})",
             verdict=verdict_from(miou["decoder_train"].mean > miou["cam_train"].mean, comparable=gate_ok),
-            note="holds = positive gain",
+            note="; ".join(filter(None, (gate_note, "holds = positive gain"))),
         ),
     ]
     if miou["patch_kmeans"].mean > miou["transfgu"].mean:
