@@ -6,6 +6,10 @@ exact FLOPs/params/layer counters), ``zen`` (MAE-DET entropy and Zen-score), ``z
 """
 
 from damokit.nas.bench_macro import MacroBench, check_macro_arch, load_bench_macro, macro_structure
+from damokit.nas.iqnas import search_macro
+from damokit.nas.iqnas_encoding import OneHotSpace, QuadraticForm
+from damokit.nas.iqnas_predictors import contribution_estimator, fit_linear, fit_quadratic
+from damokit.nas.iqnas_program import solve
 from damokit.nas.structure import Block, Structure, StructureNet
 from damokit.nas.zen import DETECTION_STAGE_WEIGHTS, entropy_score, stage_entropies, zen_score
 from damokit.nas.zendet import INITIAL_DETECTION_STRUCTURE, MAEDET_STRUCTURES, Budget, K1KXK1Space, search
@@ -27,4 +31,11 @@ __all__ = [
     "search",
     "stage_entropies",
     "zen_score",
+    "OneHotSpace",
+    "QuadraticForm",
+    "contribution_estimator",
+    "fit_linear",
+    "fit_quadratic",
+    "search_macro",
+    "solve",
 ]
