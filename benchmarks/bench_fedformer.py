@@ -9,10 +9,10 @@
     I/2``, horizon 96): time per forward + backward and the activation memory autograd keeps for backward
     (bytes of the distinct saved storages; deterministic, unlike CPU peak RSS). Ratio = Transformer / FEDformer.
 (c) Optional, full mode only: the official implementation side by side at the paper's ETTh1 configuration
-    (B=32, D=512, d_ff=2048, 64 modes): training step (forward, backward, Adam) and inference batch, with the
-    official weights loaded into ours and the output difference reported. Needs a local checkout of
-    github.com/MAZiqing/FEDformer named by ``FEDFORMER_OFFICIAL=/path`` (plus sympy importable, e.g. via
-    ``PYTHONPATH``); skipped cleanly otherwise. Nothing of it is part of damokit.
+    (B=32, D=512, d_ff=2048, 64 modes): training step (forward, backward, Adam) and inference batch (medians
+    of interleaved calls), with the official weights loaded into ours and the output difference reported.
+    Needs a local checkout of github.com/MAZiqing/FEDformer named by ``FEDFORMER_OFFICIAL=/path`` (plus sympy
+    importable, e.g. via ``PYTHONPATH``); skipped cleanly otherwise. Nothing of it is part of damokit.
 
 Timings on a shared machine are inflated by load; the ratios, measured in one process, are what to read.
 """
@@ -23,7 +23,9 @@ import contextlib
 import io
 import os
 import platform
+import statistics
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -162,7 +164,21 @@ _PAPER = dict(version="Fourier", mode_select="random", modes=64, moving_avg=[24]
               d_ff=2048, e_layers=2, d_layers=1, activation="gelu")  # fmt: skip
 
 
-def _official(min_time: float) -> tuple[list[dict], str]:
+def _interleaved(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per call, calling the candidates in turn so that load drift on a shared machine hits
+    all of them alike (these calls take seconds; ``time_callable``'s back-to-back blocks would not)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _official(repeats: int) -> tuple[list[dict], str]:
     root = os.environ.get(OFFICIAL_ENV)
     if not root or not (Path(root) / "models" / "FEDformer.py").is_file():
         return [], f"(c) skipped: set {OFFICIAL_ENV} to a checkout of MAZiqing/FEDformer to compare with it"
@@ -185,22 +201,25 @@ def _official(min_time: float) -> tuple[list[dict], str]:
     with torch.no_grad():
         diff = (official(x, x_mark, x_dec, y_mark) - ours(x, x_mark, y_mark)).abs().max().item()
     calls = {"official": lambda: official(x, x_mark, x_dec, y_mark), "ours": lambda: ours(x, x_mark, y_mark)}
-    times = {}
+    models = {"official": official, "ours": ours}
+    steps = {}
     for name, call in calls.items():
-        model = official if name == "official" else ours
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        opt = torch.optim.Adam(models[name].parameters(), lr=1e-4)
 
         def train_step(call=call, opt=opt):
             opt.zero_grad()
             ((call() - target) ** 2).mean().backward()
             opt.step()
 
+        steps[name] = train_step
+    for model in models.values():
         model.train()
-        t_train = time_callable(train_step, min_time)
+    train = _interleaved(steps, repeats)
+    for model in models.values():
         model.eval()
-        with torch.no_grad():
-            t_infer = time_callable(call, min_time)
-        times[name] = (t_train, t_infer)
+    with torch.no_grad():
+        infer = _interleaved(calls, 2 * repeats)
+    times = {name: (train[name], infer[name]) for name in calls}
     rows = [
         {"part": "c", "case": f"paper ETTh1 config, {what}", "baseline_s": times["official"][i],
          "candidate_s": times["ours"][i], "ratio": times["official"][i] / times["ours"][i],
@@ -219,7 +238,7 @@ def run(quick: bool) -> BenchResult:
     if quick:
         notes.append("(c) official side by side: full mode only")
     else:
-        official_rows, note = _official(min_time)
+        official_rows, note = _official(repeats=5)
         rows += official_rows
         if note:
             notes.append(note)
