@@ -17,27 +17,13 @@ from functools import partial
 
 import torch
 
-from damokit.benchmarking import BenchResult, time_callable
+from damokit.benchmarking import BenchResult, saved_bytes, time_callable
 from damokit.nn.swin import SwinBlock
 from damokit.registry import register_benchmark
 from damokit.vision.elsa import ELSABlock, elsa_filter
 
 SHAPES = ((96, 56, 3), (192, 28, 6))  # (C, H = W, heads): ELSA-Swin-T stages 1 and 2 at 224×224
 KERNEL = 7
-
-
-def saved_bytes(fn) -> int:
-    """Bytes of the distinct storages autograd keeps for the backward of ``fn()``."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        storage = t.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(storages.values())
 
 
 def _op_inputs(batch: int, C: int, size: int, heads: int):

@@ -33,26 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from damokit.benchmarking import BenchResult, time_callable
+from damokit.benchmarking import BenchResult, saved_bytes, time_callable
 from damokit.forecasting.fedformer import FEDformer, load_official_fedformer
 from damokit.forecasting.fourier import FourierBlock, FourierCrossAttention
 from damokit.forecasting.transformer import Transformer
 from damokit.registry import register_benchmark
 
 OFFICIAL_ENV = "FEDFORMER_OFFICIAL"
-
-
-def saved_bytes(fn) -> int:
-    """Bytes of the distinct storages autograd keeps for the backward of ``fn()``."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(storages.values())
 
 
 class _LoopFourierBlock(nn.Module):

@@ -16,7 +16,7 @@ from typing import Any
 
 from damokit import registry
 
-__all__ = ["BenchResult", "time_callable", "load_benchmarks", "run_benchmarks", "benchmarks_dir"]
+__all__ = ["BenchResult", "time_callable", "saved_bytes", "load_benchmarks", "run_benchmarks", "benchmarks_dir"]
 
 
 @dataclass
@@ -58,6 +58,23 @@ def time_callable(fn: Callable[[], Any], min_run_time: float = 0.3) -> float:
 
     fn()  # warm-up
     return Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
+
+
+def saved_bytes(fn: Callable[[], Any]) -> int:
+    """Bytes of the distinct storages autograd keeps for the backward of ``fn()``: activation memory on a CPU,
+    where no allocator statistics exist."""
+    import torch
+
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
 
 
 def benchmarks_dir() -> Path:
