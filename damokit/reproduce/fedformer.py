@@ -293,7 +293,8 @@ def _model_row(setting: Setting, model_key: str, runs, paper: dict, quick: bool)
         verdict = verdict_from(round(mse, 3) == paper_mse)  # no training: the data protocol alone decides
     elif paper_mse is None or quick:
         verdict = Verdict.NOT_COMPARABLE
-        note += "; tiny model, 40 steps" if quick and model_key != "repeat_last" else ""
+        if quick and model_key != "repeat_last":
+            note += "; tiny model, 40 steps" if MODELS[model_key].quick != MODELS[model_key].full else "; 40 steps"
     else:
         verdict = verdict_from(abs(mse - paper_mse) <= REPRODUCED_WITHIN * paper_mse)
     return ClaimRow(claim, metric, paper_mse, source, round(mse, 4), verdict, note=note)
