@@ -39,8 +39,13 @@ def linear(step: int, *, total_steps: int, steps_per_epoch: int, warmup_steps: i
 
 
 def halve_per_epoch(step: int, *, total_steps: int, steps_per_epoch: int, warmup_steps: int, min_ratio: float) -> float:
-    """``0.5 ** epoch``: the Autoformer/FEDformer official "type1" adjustment (halve the LR after each epoch)."""
-    return _warmup(step, warmup_steps) * 0.5 ** (step // max(1, steps_per_epoch))
+    """The Autoformer/FEDformer official ``lradj="type1"``: epochs 0 and 1 at the base LR, then halved each epoch.
+
+    The official loop calls ``adjust_learning_rate(epoch + 1)`` after 0-based epoch ``epoch``, which sets
+    ``lr * 0.5 ** epoch`` for the next one, so epoch e >= 1 trains at ``lr * 0.5 ** (e - 1)``.
+    """
+    epoch = step // max(1, steps_per_epoch)
+    return _warmup(step, warmup_steps) * 0.5 ** max(0, epoch - 1)
 
 
 SCHEDULES: dict[str, Callable[..., float]] = {

@@ -5,9 +5,9 @@ DataFrames in the long format ``unique_id, ds, y`` (``wide_to_long`` converts ET
 follows the official FEDformer recipe through ``damokit.engine.fit``: Adam, lr 1e-4, batch 32, at most 10
 epochs, early stopping after 3 epochs without a strictly lower validation MSE, best weights restored.
 
+The LR follows the official ``lradj='type1'`` (the engine's ``halve_per_epoch`` schedule).
+
 Deviations from the official recipe:
-- No ``lradj='type1'`` halving of the LR after every epoch: the engine's schedules are functions of the step
-  and know nothing of epochs, so training runs at a constant LR (``type1_lr`` gives the official values).
 - Validation MSE is the sample-weighted mean over all validation windows (official: the mean of per-batch
   means over shuffled, last-batch-dropped batches).
 
@@ -51,15 +51,10 @@ from damokit.data.timeseries import (
 )
 from damokit.engine import CheckpointError, FitResult, TrainConfig, fit, load_checkpoint, load_weights, save_checkpoint
 
-__all__ = ["Forecaster", "ForecasterConfig", "forecast_loss", "evaluate_windows", "plot_forecast", "type1_lr"]
+__all__ = ["Forecaster", "ForecasterConfig", "forecast_loss", "evaluate_windows", "plot_forecast"]
 
 _CHECKPOINT = "forecaster.safetensors"
 _CONFIG = "config.json"
-
-
-def type1_lr(base_lr: float, epoch: int) -> float:
-    """Official ``lradj='type1'``: the LR used in 0-based ``epoch`` (1e-4, 1e-4, 5e-5, 2.5e-5, ...)."""
-    return base_lr * 0.5 ** max(0, epoch - 1)
 
 
 def forecast_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -335,6 +330,7 @@ class Forecaster:
                 batch_size=min(cfg.batch_size, len(train)),
                 lr=cfg.lr,
                 optimizer="adam",
+                schedule="halve_per_epoch",
                 patience=cfg.patience,
                 seed=cfg.seed,
                 progress=self.progress,

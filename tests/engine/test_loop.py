@@ -39,9 +39,10 @@ def test_cosine_schedule_warms_up_then_decays_to_min_ratio():
 
 
 def test_halve_per_epoch_matches_the_official_type1_adjustment():
-    # Autoformer/FEDformer utils.adjust_learning_rate, lradj="type1": epoch e (0-based) trains at lr * 0.5 ** e
-    factors = [schedule_factor("halve_per_epoch", s, total_steps=30, steps_per_epoch=10) for s in (0, 9, 10, 25)]
-    assert factors == [1.0, 1.0, 0.5, 0.25]
+    # official exp_main.py: after 0-based epoch e it calls adjust_learning_rate(e + 1), which sets
+    # lr * 0.5 ** ((e + 1) - 1) for epoch e + 1; so epochs 0 and 1 train at lr, epoch 2 at lr / 2, epoch 3 at lr / 4
+    factors = [schedule_factor("halve_per_epoch", s, total_steps=40, steps_per_epoch=10) for s in (0, 9, 10, 25, 35)]
+    assert factors == [1.0, 1.0, 1.0, 0.5, 0.25]
 
 
 def test_after_step_hook_sees_every_step():

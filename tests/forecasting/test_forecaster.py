@@ -9,7 +9,7 @@ import pytest
 
 from damokit.data.timeseries import wide_to_long
 from damokit.forecasting.baselines import DLinear
-from damokit.forecasting.forecaster import Forecaster, type1_lr
+from damokit.forecasting.forecaster import Forecaster
 from damokit.registry import UnknownNameError
 
 KW = {"max_steps": 15, "lr": 1e-2, "batch_size": 16, "progress": False}
@@ -95,9 +95,10 @@ def test_univariate_target_and_val_df_and_renamed_columns():
     assert out.time.iloc[0] == pd.Timestamp("2022-01-01") + pd.Timedelta(hours=300)  # after val_df
 
 
-def test_type1_lr_matches_official_schedule():
-    # spec §11: epochs 0 and 1 at 1e-4, then halving: 5e-5, 2.5e-5
-    assert [type1_lr(1e-4, e) for e in range(4)] == [1e-4, 1e-4, 5e-5, 2.5e-5]
+def test_training_follows_the_official_type1_lr_schedule():
+    # spec §11: epochs 0 and 1 at the base LR, then halving each epoch: 1e-3, 1e-3, 5e-4, 2.5e-4
+    fc = Forecaster("dlinear", horizon=8, input_size=16, epochs=4, patience=None, lr=1e-3, seed=0).fit(_long())
+    assert [row["lr"] for row in fc.fit_result.history] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
 
 
 # ---- bad input: each message ------------------------------------------------------------------------------
