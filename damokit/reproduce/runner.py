@@ -38,8 +38,22 @@ def run_reproductions(
 
     A paper without a registered reproduction yields one "not yet implemented" row. A reproduction that
     raises yields an "error" row carrying the exception, so the other papers still run; the CLI exits
-    non-zero when any row is an error.
+    non-zero when any row is an error. Quick mode runs on one thread: its tiny models gain nothing from a
+    second one, and two OpenMP threads stall badly whenever the other core is busy (measured: 317 vs 33 CPU-s
+    for the TransReID-SSL quick run on a loaded machine).
     """
+    import torch
+
+    threads = torch.get_num_threads()
+    if quick:
+        torch.set_num_threads(1)
+    try:
+        return _run(keys, quick=quick, out_dir=out_dir, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(keys: Sequence[str] | None, *, quick: bool, out_dir: Path, progress: bool) -> list[ReproResult]:
     from tqdm.auto import tqdm
 
     keys = list(keys) if keys else list(PAPERS)
