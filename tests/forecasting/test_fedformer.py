@@ -11,7 +11,7 @@ import damokit
 from damokit.engine import CheckpointError, load_checkpoint, save_checkpoint
 from damokit.forecasting import FEDformer, load_official_fedformer
 from damokit.forecasting.fedformer import convert_official_state_dict, official_mode_indices
-from damokit.forecasting.fourier import FourierBlock, FourierCrossAttention, select_modes
+from damokit.forecasting.fourier import FourierBlock, FourierCrossAttention, _complex_tanh, select_modes
 
 SMALL = dict(d_model=16, n_heads=8, d_ff=16, dropout=0.0)  # E = 2: every shape of the paper model, cheaply
 
@@ -373,3 +373,17 @@ def test_converter_keeps_projections_for_a_keeping_model():
     source = _source_model()
     converted = convert_official_state_dict(_official_layout(source), source)
     assert "encoder.attn_layers.0.attention.key_projection.weight" in converted
+
+
+def test_complex_tanh_from_real_ops_equals_torch_complex_tanh_and_its_gradient():
+    gen = torch.Generator().manual_seed(0)
+    real = torch.cat([torch.randn(500, generator=gen) * 3, torch.tensor([0.0, 30.0, -60.0, 400.0])])
+    imag = torch.cat([torch.randn(500, generator=gen) * 3, torch.tensor([1.0, -2.0, 100.0, 0.5])])
+    z = torch.complex(real, imag).to(torch.complex128).requires_grad_()
+    ours = _complex_tanh(z)
+    assert torch.isfinite(torch.view_as_real(ours)).all()  # no overflow at |Re z| = 400
+    torch.testing.assert_close(ours, z.tanh())
+    weight = torch.randn(z.shape, dtype=torch.complex128, generator=gen)
+    (grad,) = torch.autograd.grad((ours * weight).real.sum(), z)
+    (expected,) = torch.autograd.grad((z.tanh() * weight).real.sum(), z)
+    torch.testing.assert_close(grad, expected)

@@ -23,6 +23,18 @@ def test_moving_average_matches_explicit_windows(k):
     torch.testing.assert_close(out, _explicit_moving_average(x, k))
 
 
+@pytest.mark.parametrize(("k", "length"), [(1, 6), (2, 6), (5, 6), (24, 40), (25, 9), (4, 1)])
+def test_moving_average_gradient_equals_the_explicit_windows_gradient(k, length):
+    # the hand-written backward (window mean of the zero-padded gradient, padding folded onto the ends)
+    # against autograd through the loop reference, including series shorter than the window
+    x = torch.randn(2, length, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, length, 3, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((moving_average(x, k) * weight).sum(), x)
+    (expected,) = torch.autograd.grad((_explicit_moving_average(x, k) * weight).sum(), x)
+    torch.testing.assert_close(grad, expected)
+    assert torch.autograd.gradcheck(lambda t: moving_average(t, k), (x,))
+
+
 def test_moving_average_even_kernel_pads_one_more_in_front():
     # k=4 on a ramp 0..9: front pad 2 (value 0), end pad 1 (value 9); first window = (0+0+0+1)/4
     x = torch.arange(10.0).view(1, 10, 1)
