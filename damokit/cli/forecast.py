@@ -66,6 +66,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--output", type=Path, default=None, help="CSV of the forecasts (default: print them)")
     r.set_defaults(func=_predict)
 
+    g = sub.add_parser(
+        "reproduce",
+        help="run part of the FEDformer paper grid at paper sizes (full mode of `damokit reproduce fedformer`)",
+    )
+    g.add_argument(
+        "--datasets", nargs="+", required=True, metavar="NAME",
+        help="ETTh1 ETTh2 exchange_rate national_illness (aliases: Exchange, ILI)",
+    )  # fmt: skip
+    g.add_argument("--horizons", nargs="+", type=int, default=None, help="default: the paper's four per dataset")
+    g.add_argument("--features", nargs="+", choices=["M", "S"], default=["M"])
+    g.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    g.add_argument("--models", nargs="+", default=None, metavar="ROW", help="rows (default: all): FEDformer-f ...")
+    g.add_argument("--out", type=Path, required=True, help="report folder (report.md, results.json, plot)")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g.set_defaults(func=_reproduce)
+
 
 _ALL_WINDOWS_HELP = (
     "headline figure over every test window (default: the paper's loader, which drops the last partial batch "
@@ -174,4 +190,40 @@ def _predict(args: argparse.Namespace) -> int:
         print(out.to_string(index=False, max_rows=40))
     plot = plot_forecast(df, out, args.plot or args.checkpoint / "predict.png", title=f"{fc.config.model} forecast")
     print(f"plot: {plot}")
+    return 0
+
+
+_DATASET_ALIASES = {"exchange": "exchange_rate", "ili": "national_illness", "illness": "national_illness"}
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from damokit.errors import DamokitError
+    from damokit.reproduce import fedformer
+    from damokit.reproduce.runner import format_table, write_report
+
+    datasets = [_DATASET_ALIASES.get(d.lower(), d) for d in args.datasets]
+    for name in datasets:
+        if name not in fedformer.DATASETS:
+            known = ", ".join(fedformer.DATASETS)
+            raise DamokitError(f"unknown dataset {name!r}; choose from {known} (or Exchange, ILI)")
+    for row in args.models or ():
+        if row not in fedformer.MODELS:
+            raise DamokitError(f"unknown table row {row!r}; choose from {', '.join(fedformer.MODELS)}")
+    settings = []
+    for name in datasets:
+        paper_horizons = fedformer.DATASETS[name][1]
+        for h in args.horizons or paper_horizons:
+            if h not in paper_horizons:
+                raise DamokitError(f"{name} has no paper horizon {h}; the paper's are {list(paper_horizons)}")
+            settings += [fedformer.Setting(name, h, f) for f in args.features]
+    result = fedformer.run_grid(
+        settings,
+        quick=False,
+        out_dir=args.out,
+        seeds=tuple(args.seeds),
+        models=tuple(args.models or fedformer.MODELS),
+        progress=not args.no_progress,
+    )
+    print(format_table([result]))
+    print(f"report: {write_report([result], args.out)}")
     return 0

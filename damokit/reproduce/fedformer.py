@@ -27,6 +27,7 @@ paper uses 336), so its rows are measured only.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -230,6 +231,27 @@ def _mean(values: Iterable[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+RUN_LOG = "runs.jsonl"
+
+
+def _run_key(setting: Setting, model_key: str, seed: int) -> str:
+    return f"{setting.dataset}|{setting.horizon}|{setting.features}|{model_key}|{seed}"
+
+
+def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
+    """Runs already recorded in a full-mode grid's log (a line cut short by a kill is ignored)."""
+    if not path.is_file():
+        return {}
+    done = {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[record.pop("key")] = record
+    return done
+
+
 def run_grid(
     settings: Sequence[Setting],
     *,
@@ -239,15 +261,28 @@ def run_grid(
     models: Sequence[str] = tuple(MODELS),
     progress: bool = True,
 ) -> ReproResult:
-    """Run ``models`` on ``settings`` over ``seeds`` and compare with the paper (see the module docstring)."""
+    """Run ``models`` on ``settings`` over ``seeds`` and compare with the paper (see the module docstring).
+
+    Full mode appends every finished run to ``out_dir/runs.jsonl`` and skips the runs already there, so an
+    interrupted grid resumes, and grids over disjoint subsets run side by side into one folder.
+    """
     from tqdm.auto import tqdm
 
     measured: dict[tuple[Setting, str], list[dict[str, Any]]] = {}
     jobs = [(s, m, seed) for s in settings for m in models for seed in seeds]
+    log_path = out_dir / RUN_LOG
+    done = {} if quick else _finished_runs(log_path)
     bar = tqdm(jobs, desc="fedformer", unit="run", disable=not progress)
     for setting, model_key, seed in bar:
         bar.set_postfix_str(f"{setting.label} {model_key} seed {seed}")
-        out = run_setting(setting, model_key, quick=quick, seed=seed, progress=progress and not quick)
+        key = _run_key(setting, model_key, seed)
+        out = done.get(key)
+        if out is None:
+            out = run_setting(setting, model_key, quick=quick, seed=seed, progress=progress and not quick)
+            if out is not None and not quick:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                with log_path.open("a") as f:  # one line per finished run: a killed grid resumes after it
+                    f.write(json.dumps({"key": key, **out}) + "\n")
         if out is not None:
             measured.setdefault((setting, model_key), []).append(out)
 

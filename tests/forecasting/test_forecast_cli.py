@@ -44,3 +44,20 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert "horizon must be a positive integer" in capsys.readouterr().err
     assert main(["forecast", "eval", "--checkpoint", str(tmp_path), "--data", data]) == 2
     assert "no forecaster.safetensors" in capsys.readouterr().err
+
+
+def test_reproduce_subset_names_bad_choices(tmp_path, capsys):
+    out = ["--out", str(tmp_path)]
+    assert main(["forecast", "reproduce", "--datasets", "weather", *out]) == 2
+    assert "unknown dataset 'weather'" in capsys.readouterr().err
+    assert main(["forecast", "reproduce", "--datasets", "ILI", "--horizons", "96", *out]) == 2
+    assert "national_illness has no paper horizon 96" in capsys.readouterr().err
+    assert main(["forecast", "reproduce", "--datasets", "ILI", "--models", "FEDformer", *out]) == 2
+    assert "unknown table row 'FEDformer'" in capsys.readouterr().err
+
+
+def test_reproduce_subset_writes_a_report(tmp_path, capsys):
+    args = ["--datasets", "ILI", "--horizons", "24", "--seeds", "0", "--models", "repeat_last", "--out", str(tmp_path)]
+    assert main(["forecast", "reproduce", *args, "--no-progress"]) == 0
+    assert "repeat_last on ILI-24 (M)" in capsys.readouterr().out
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "runs.jsonl").is_file()

@@ -34,3 +34,21 @@ def test_paper_tables_are_complete():
         assert len(horizons) == 4, (dataset, features)
         for model in ("FEDformer-f", "FEDformer-w", "Autoformer", "Informer"):
             assert all((h, model) in table for h in horizons), (dataset, features, model)
+
+
+def test_full_grid_logs_each_run_and_resumes_without_rerunning(tmp_path, monkeypatch):
+    from damokit.reproduce import fedformer
+
+    setting = Setting("national_illness", 24)
+    first = run_grid([setting], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False)
+    log = tmp_path / fedformer.RUN_LOG
+    assert len(log.read_text().splitlines()) == 1
+    with log.open("a") as f:
+        f.write('{"key": "cut short by a ki')  # a line a killed process left half-written is ignored
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a run recorded in runs.jsonl was run again")
+
+    monkeypatch.setattr(fedformer, "run_setting", must_not_run)
+    again = run_grid([setting], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False)
+    assert again.rows[0].ours == first.rows[0].ours == 6.5871
