@@ -2,7 +2,9 @@
 
 Split files hold one clip per line: ``<relative clip directory> <number of frames> <label>`` (0-based
 labels; some official files carry leading or trailing spaces). Presets encode each dataset's path rules
-(MotionRGBD spec §6.2). Frames are read with Pillow (a matplotlib dependency); videos are not decoded here.
+(MotionRGBD spec §6.2). Frames are read with Pillow (a matplotlib dependency). Where a clip has no frame
+folder but a video file (the folder path itself or with a video suffix, e.g. IsoGD's ``M_00001.avi``), the
+video is decoded with PyAV, the optional extra ``pip install 'damokit[video]'``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from torch.utils.data import Dataset
 from damokit.data.packs import load_npz
 
 __all__ = ["ClipEntry", "ClipPreset", "PRESETS", "parse_split_file", "ClipListDataset", "load_nvgesture_mini"]
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov")
 
 
 @dataclass(frozen=True)
@@ -110,27 +114,72 @@ class ClipListDataset(Dataset):
         return len(self.entries)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         from damokit.video.motion_rgbd.sampling import segment_indices
 
         entry = self.entries[index]
         p = self.preset
         folder = self.root / (p.rgb_dir if self.modality == "rgb" else p.depth_dir)(entry.path)
-        pattern = p.rgb_pattern if self.modality == "rgb" else p.depth_pattern
-        base = p.index_base if self.modality == "rgb" else p.depth_index_base
         picks = segment_indices(entry.frames, self.frames, train=self.train).tolist()
         mode = "RGB" if self.modality == "rgb" else "L"
-        images = []
-        for i in picks:
-            file = folder / pattern.format(i + base)
-            if not file.is_file():
-                raise FileNotFoundError(f"frame {file} is missing (clip {entry.path!r} lists {entry.frames} frames)")
-            with Image.open(file) as img:
-                images.append(np.asarray(img.convert(mode).resize((self.size, self.size), Image.BILINEAR)))
+        if folder.is_dir():
+            pattern = p.rgb_pattern if self.modality == "rgb" else p.depth_pattern
+            base = p.index_base if self.modality == "rgb" else p.depth_index_base
+            images = [self._read_frame(folder / pattern.format(i + base), entry, mode) for i in picks]
+        else:
+            images = self._read_video(_find_video(folder, entry), picks, entry, mode)
         clip = torch.from_numpy(np.stack(images)).float() / 255.0  # (T, H, W[, C])
         clip = clip.permute(3, 0, 1, 2) if clip.ndim == 4 else clip[None]  # (C, T, H, W)
         return clip, entry.label
+
+    def _resize(self, img) -> np.ndarray:
+        from PIL import Image
+
+        return np.asarray(img.resize((self.size, self.size), Image.BILINEAR))
+
+    def _read_frame(self, file: Path, entry: ClipEntry, mode: str) -> np.ndarray:
+        from PIL import Image
+
+        if not file.is_file():
+            raise FileNotFoundError(f"frame {file} is missing (clip {entry.path!r} lists {entry.frames} frames)")
+        with Image.open(file) as img:
+            return self._resize(img.convert(mode))
+
+    def _read_video(self, file: Path, picks: list[int], entry: ClipEntry, mode: str) -> list[np.ndarray]:
+        """Decode the frames at ``picks`` (0-based) in one sequential pass over the video."""
+        try:
+            import av
+        except ImportError as err:
+            raise ImportError(f"{file} is a video; reading videos needs PyAV: pip install 'damokit[video]'") from err
+        wanted, last = set(picks), max(picks)
+        decoded: dict[int, np.ndarray] = {}
+        count = 0
+        try:
+            with av.open(str(file)) as container:
+                for count, frame in enumerate(container.decode(video=0), start=1):
+                    if count - 1 in wanted:
+                        decoded[count - 1] = self._resize(frame.to_image().convert(mode))
+                    if count > last:
+                        break
+        except av.FFmpegError as err:
+            raise ValueError(f"cannot decode video {file}: {err}") from err
+        if last not in decoded:
+            raise ValueError(
+                f"video {file} has {count} decodable frames, but clip {entry.path!r} lists {entry.frames} "
+                f"(frame {last} was needed); fix the frame count in the split file"
+            )
+        return [decoded[i] for i in picks]
+
+
+def _find_video(folder: Path, entry: ClipEntry) -> Path:
+    """The video file standing for a clip without a frame folder: the path itself or the path + a video suffix."""
+    candidates = [folder] if folder.suffix.lower() in VIDEO_SUFFIXES else []
+    candidates += [folder.with_name(folder.name + suffix) for suffix in VIDEO_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"clip {entry.path!r}: neither a frame folder {folder} nor a video ({', '.join(VIDEO_SUFFIXES)}) exists"
+    )
 
 
 def load_nvgesture_mini() -> dict[str, torch.Tensor | np.ndarray]:

@@ -202,6 +202,41 @@ def test_clip_list_dataset_reads_frame_folders(tmp_path):
         ClipListDataset(tmp_path / "train.txt", tmp_path, preset="nvgesture", frames=7, size=8)[0]
 
 
+def _write_video(path, values, size=20):
+    """A lossless RGB video (PNG frames in AVI) whose frame i is the flat colour ``values[i]``."""
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("png", rate=10)
+        stream.width, stream.height, stream.pix_fmt = size, size, "rgb24"
+        for value in values:
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), value, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def test_clip_list_dataset_decodes_videos_where_there_is_no_frame_folder(tmp_path, monkeypatch):
+    # IsoGD-style: the split file names "train/001/M_00001"; the RGB clip is the video M_00001.avi
+    (tmp_path / "rgb/train/001").mkdir(parents=True)
+    _write_video(tmp_path / "rgb/train/001/M_00001.avi", [40 * i for i in range(6)])
+    (tmp_path / "train.txt").write_text("train/001/M_00001 6 2\n")
+    clip, label = ClipListDataset(tmp_path / "train.txt", tmp_path, preset="isogd", frames=3, size=8)[0]
+    assert clip.shape == (3, 3, 8, 8) and label == 2
+    # the same test-time middles as for frame folders: frames 0, 2, 4, decoded exactly (lossless)
+    torch.testing.assert_close(clip[:, :, 4, 4], torch.tensor([[0, 80, 160]] * 3) / 255)
+    with pytest.raises(FileNotFoundError, match="neither a frame folder .* nor a video"):
+        ClipListDataset(tmp_path / "train.txt", tmp_path, preset="isogd", modality="depth", size=8)[0]
+    (tmp_path / "long.txt").write_text("train/001/M_00001 12 2\n")
+    with pytest.raises(ValueError, match="has 6 decodable frames, but clip 'train/001/M_00001' lists 12"):
+        ClipListDataset(tmp_path / "long.txt", tmp_path, preset="isogd", frames=12, size=8)[0]
+    (tmp_path / "rgb/train/001/M_00002.mp4").write_bytes(b"not a video")
+    (tmp_path / "bad.txt").write_text("train/001/M_00002 6 2\n")
+    with pytest.raises(ValueError, match="cannot decode video"):
+        ClipListDataset(tmp_path / "bad.txt", tmp_path, preset="isogd", frames=3, size=8)[0]
+    monkeypatch.setitem(__import__("sys").modules, "av", None)  # PyAV not installed
+    with pytest.raises(ImportError, match=r"pip install 'damokit\[video\]'"):
+        ClipListDataset(tmp_path / "train.txt", tmp_path, preset="isogd", frames=3, size=8)[0]
+
+
 def test_synthetic_generator_is_seeded_and_balanced():
     a, b = make_synth_rgbd("B", 3, seed=5), make_synth_rgbd("B", 3, seed=5)
     torch.testing.assert_close(a.rgb, b.rgb)
