@@ -237,6 +237,15 @@ def test_clip_list_dataset_decodes_videos_where_there_is_no_frame_folder(tmp_pat
         ClipListDataset(tmp_path / "train.txt", tmp_path, preset="isogd", frames=3, size=8)[0]
 
 
+def test_full_size_coupled_baseline_matches_the_paper_network_in_size():
+    def count(name):
+        return sum(p.numel() for p in damokit.create_model(name).parameters())
+
+    assert 0.9 < count("c3d") / count("motion_rgbd_inception") < 1.1
+    logits = damokit.create_model("c3d", num_classes=7).eval()(torch.rand(1, 3, 16, 64, 64))
+    assert logits.shape == (1, 7)
+
+
 def test_synthetic_generator_is_seeded_and_balanced():
     a, b = make_synth_rgbd("B", 3, seed=5), make_synth_rgbd("B", 3, seed=5)
     torch.testing.assert_close(a.rgb, b.rgb)
