@@ -135,16 +135,20 @@ def _selections(backbone, task, k) -> dict[str, torch.Tensor]:
     return {m: select_classes(src_means, tgt_means, k, method=m, seed=0) for m in ("random", "nn_max_cos", "uot")}
 
 
-def _grid(backbone, task, sels, ns, seeds, epochs, augment, extra: bool) -> dict[tuple[str, int], list[float]]:
+def _grid(backbone, task, sels, ns, seeds, epochs, augment, extra: bool, desc: str) -> dict[tuple[str, int], list]:
+    """Fine-tune every (selector, n, seed); full mode (``extra``) adds "all classes" and "scratch" and a bar."""
+    from tqdm.auto import tqdm
+
     selectors = {"none": None, "random": sels["random"], "nn_max_cos": sels["nn_max_cos"], "uot": sels["uot"]}
     if extra:
         selectors["all"] = torch.arange(task.n_src)
+        selectors["scratch"] = None
     acc: dict[tuple[str, int], list[float]] = {}
-    for n in ns:
-        for name, chosen in selectors.items():
-            acc[(name, n)] = [_finetune(backbone, task, chosen, n, s, epochs, augment) for s in seeds]
-        if extra:
-            acc[("scratch", n)] = [_finetune(backbone, task, None, n, s, epochs, augment, scratch=True) for s in seeds]
+    jobs = [(name, n, seed) for n in ns for name in selectors for seed in seeds]
+    for name, n, seed in tqdm(jobs, desc=desc, unit="run", disable=not extra):
+        scratch = name == "scratch"
+        accuracy = _finetune(backbone, task, selectors[name], n, seed, epochs, augment, scratch=scratch)
+        acc.setdefault((name, n), []).append(accuracy)
     return acc
 
 
@@ -223,7 +227,7 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
     try:
         backbone = _pretrain(task, epochs=3 if quick else 5, augment=lambda x: x)
         sels = _selections(backbone, task, k=20)
-        acc = _grid(backbone, task, sels, ns, seeds, epochs, augment=lambda x: x, extra=not quick)
+        acc = _grid(backbone, task, sels, ns, seeds, epochs, lambda x: x, extra=not quick, desc="rotated digits")
     finally:
         torch.set_num_threads(threads)
     rows = _rows("rotated digits", acc, ns)
@@ -246,7 +250,7 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
         shift = lambda x: random_shift(x, 3)  # noqa: E731
         cnet = _pretrain(cifar, epochs=10, augment=shift)
         csels = _selections(cnet, cifar, k=3)
-        cacc = _grid(cnet, cifar, csels, (10, 100), seeds, 30, augment=shift, extra=True)
+        cacc = _grid(cnet, cifar, csels, (10, 100), seeds, 30, shift, extra=True, desc="CIFAR-10-mini")
         rows += _rows("CIFAR-10-mini ship/truck", cacc, (10, 100))
         names = load_cifar10_mini("test").classes
         rows.append(
