@@ -11,10 +11,13 @@ student/teacher pair whose ``forward(images)`` returns the loss, so it trains th
 ``damokit.engine.fit`` in one process or under torchrun (DDP sees only the student's parameters;
 every collective here is guarded).
 
-The teacher is an EMA of the student. The engine has no post-step hook, so the update that DINO makes
-right after optimizer step t is made at the start of forward t+1 (the same arithmetic: the teacher
-first sees step t's student at forward t+1 in both cases); call ``DINO.update_teacher()`` once after
-training to apply the last one. Step counters are buffers, hence saved in checkpoints.
+Per-step schedules, as the official ``train_one_epoch`` (each indexed by the global iteration t of
+``cosine_scheduler`` without warm-up): the teacher is an EMA of the student with momentum cosine from 0.996 to
+1, applied right after optimizer step t; the weight decay of the decayed parameter group follows a cosine from
+0.04 to 0.4. ``fit_dino`` does both in the engine's ``after_step`` hook: ``DINO.update_teacher(t)`` (the teacher
+lives inside ``DINO``, so checkpoints hold it) and the next step's weight decay (held in the optimizer's state,
+so a resumed run continues the schedule). A hand-written loop calls ``update_teacher(t)`` after each step.
+The forward counter (teacher temperature, last-layer freezing) is a buffer, hence saved in checkpoints.
 
 Deviations:
     * Colour jitter applies brightness, contrast, saturation, hue in this fixed order (torchvision draws
@@ -22,8 +25,6 @@ Deviations:
       re-drawing up to 10 times; crops are resampled with ``grid_sample`` (bicubic, clamped to [0, 1]).
     * Gaussian blur uses a kernel of radius ``ceil(3 sigma)`` with reflect padding (PIL's box
       approximation of a Gaussian differs slightly).
-    * The weight-decay cosine schedule (0.04 -> 0.4) is not applied: ``fit`` schedules the LR only;
-      ``dino_param_groups`` keeps the official split (no decay on biases and 1-D parameters).
     * Freezing the last layer zeroes its gradient (official: sets it to None), so AdamW still applies
       weight decay to it; the weight normalisation makes its scale irrelevant.
 """
@@ -57,6 +58,7 @@ __all__ = [
     "DINO",
     "teacher_temperature",
     "teacher_momentum",
+    "dino_cosine",
     "dino_param_groups",
     "fit_dino",
 ]
@@ -317,10 +319,18 @@ def teacher_temperature(step: int, base: float, warmup_start: float, warmup_step
     return warmup_start + (base - warmup_start) * step / warmup_steps
 
 
+def dino_cosine(step: int, total_steps: int, start: float, end: float) -> float:
+    """Official ``cosine_scheduler`` without warm-up: ``end + (start - end) (1 + cos(pi t / T)) / 2``.
+
+    Goes from ``start`` at step 0 towards ``end`` (reached at ``total_steps``; later steps stay there).
+    """
+    progress = min(step / max(total_steps, 1), 1.0)
+    return end + (start - end) * (1 + math.cos(math.pi * progress)) / 2
+
+
 def teacher_momentum(step: int, total_steps: int, base: float = 0.996) -> float:
     """Cosine increase of the EMA momentum from ``base`` (step 0) to 1 (``total_steps``)."""
-    progress = min(step / max(total_steps, 1), 1.0)
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1) / 2
+    return dino_cosine(step, total_steps, base, 1.0)
 
 
 class DINOLoss(nn.Module):
@@ -379,7 +389,7 @@ class DINO(nn.Module):
         backbone: the network to pre-train (e.g. a ``VisionTransformer``); the teacher is a copy with
             stochastic depth switched off.
         embed_dim: D (default: ``backbone.embed_dim``).
-        total_steps: optimizer steps of the run (for the momentum cosine).
+        total_steps: optimizer steps of the run (T of the momentum and weight-decay cosines).
         augment: view generator applied inside ``forward``; None means ``forward`` receives the views.
         out_dim, hidden_dim, bottleneck_dim, norm_last_layer: head settings.
         momentum: base EMA momentum (0.996).
@@ -440,7 +450,6 @@ class DINO(nn.Module):
         self.teacher_temp = (teacher_temp, warmup_teacher_temp, warmup_teacher_temp_steps)
         self.freeze_last_layer_steps = freeze_last_layer_steps
         self.register_buffer("step", torch.zeros((), dtype=torch.long))  # training forwards so far
-        self.register_buffer("ema_step", torch.zeros((), dtype=torch.long))  # EMA updates applied so far
         for p in self.student.head.last_layer.parameters():
             if p.requires_grad:
                 p.register_hook(self._maybe_freeze)
@@ -450,15 +459,14 @@ class DINO(nn.Module):
         return torch.zeros_like(grad) if int(self.step) <= self.freeze_last_layer_steps else grad
 
     @torch.no_grad()
-    def update_teacher(self) -> None:
-        """Apply the pending EMA updates ``teacher <- m teacher + (1 - m) student`` (one per optimizer step)."""
-        while int(self.ema_step) < int(self.step):
-            m = teacher_momentum(int(self.ema_step), self.total_steps, self.momentum)
-            student = [p.detach() for p in self.student.parameters()]
-            teacher = list(self.teacher.parameters())
-            torch._foreach_mul_(teacher, m)
-            torch._foreach_add_(teacher, student, alpha=1 - m)
-            self.ema_step += 1
+    def update_teacher(self, step: int) -> None:
+        """EMA after optimizer step ``step`` (0-based): ``teacher <- m teacher + (1 - m) student``,
+        ``m = teacher_momentum(step, total_steps, momentum)``."""
+        m = teacher_momentum(step, self.total_steps, self.momentum)
+        student = [p.detach() for p in self.student.parameters()]
+        teacher = list(self.teacher.parameters())
+        torch._foreach_mul_(teacher, m)
+        torch._foreach_add_(teacher, student, alpha=1 - m)
 
     def teacher_backbone(self) -> nn.Module:
         """The teacher's backbone (what DINO releases and downstream tasks fine-tune)."""
@@ -466,8 +474,6 @@ class DINO(nn.Module):
 
     def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """The DINO loss of a batch: images in [0, 1] (with ``augment``) or the list of views."""
-        if self.training and torch.is_grad_enabled():
-            self.update_teacher()
         if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
             x = x.float() / 255
         views = self.augment(x) if self.augment is not None else list(x)
@@ -503,20 +509,42 @@ def fit_dino(
     images: torch.Tensor,
     config: TrainConfig,
     *,
+    weight_decay_end: float | None = 0.4,
     out_dir: str | None = None,
     resume: bool = False,
 ) -> FitResult:
     """Pre-train ``dino`` on ``images`` ((N, 3, H, W), uint8 or float in [0, 1]) with ``damokit.engine.fit``.
 
-    The optimizer is ``config.optimizer`` over ``dino_param_groups`` (weight decay ``config.weight_decay``);
-    the last EMA update is applied at the end, so ``dino.teacher_backbone()`` is ready to use.
+    The optimizer is ``config.optimizer`` over ``dino_param_groups``. Step t trains the decayed group with
+    weight decay ``dino_cosine(t, dino.total_steps, config.weight_decay, weight_decay_end)`` (official DINO:
+    ``--weight_decay 0.04 --weight_decay_end 0.4``; None keeps ``config.weight_decay`` constant); biases and
+    1-D parameters stay at 0. After each step the teacher takes its EMA update, so when this returns
+    ``dino.teacher_backbone()`` is ready to use.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
+    if weight_decay_end is not None and weight_decay_end < 0:
+        raise ValueError(f"weight_decay_end must be >= 0 (or None for a constant weight decay), got {weight_decay_end}")
     groups = dino_param_groups(dino, config.weight_decay)
     optimizer = build_optimizer(config.optimizer, groups, config.lr, **dict(config.optimizer_kwargs))
-    result = fit(
-        dino, (images,), loss_fn=_dino_step, config=config, optimizer=optimizer, out_dir=out_dir, resume=resume
+    wd_end = config.weight_decay if weight_decay_end is None else weight_decay_end
+
+    def after_step(model: nn.Module, step: int) -> None:
+        model.update_teacher(step)
+        # the weight decay of step + 1 (step 0 uses config.weight_decay, the cosine's start) in
+        # dino_param_groups' first group (the second has none). It lives in the optimizer's param groups, which
+        # checkpoints save and a resumed run restores (as new dicts: look the group up on every call).
+        optimizer.param_groups[0]["weight_decay"] = dino_cosine(
+            step + 1, model.total_steps, config.weight_decay, wd_end
+        )
+
+    return fit(
+        dino,
+        (images,),
+        loss_fn=_dino_step,
+        config=config,
+        optimizer=optimizer,
+        out_dir=out_dir,
+        resume=resume,
+        after_step=after_step,
     )
-    dino.update_teacher()
-    return result

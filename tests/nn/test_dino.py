@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from damokit.engine import TrainConfig
 from damokit.nn.dino import (
@@ -14,6 +15,7 @@ from damokit.nn.dino import (
     MultiCropAugment,
     _shift_hue,
     color_jitter,
+    dino_cosine,
     dino_param_groups,
     fit_dino,
     gaussian_blur,
@@ -60,6 +62,11 @@ def test_center_is_ema_with_momentum_09():
 
 
 def test_schedules():
+    # official utils.cosine_scheduler(base, final, epochs, niter_per_ep): final + (base - final)(1 + cos(pi t/T))/2
+    assert dino_cosine(0, 100, 0.04, 0.4) == pytest.approx(0.04)
+    assert dino_cosine(50, 100, 0.04, 0.4) == pytest.approx(0.22)
+    assert dino_cosine(25, 100, 0.04, 0.4) == pytest.approx(0.4 - 0.36 * (1 + math.sqrt(0.5)) / 2)
+    assert dino_cosine(100, 100, 0.04, 0.4) == dino_cosine(150, 100, 0.04, 0.4) == pytest.approx(0.4)
     assert teacher_momentum(0, 100) == pytest.approx(0.996)
     assert teacher_momentum(50, 100) == pytest.approx(0.998)
     assert teacher_momentum(100, 100) == pytest.approx(1.0)
@@ -123,12 +130,11 @@ def test_ema_update_follows_formula_and_teacher_has_no_drop_path():
     with torch.no_grad():
         for p in dino.student.parameters():
             p.add_(1.0)
-    dino.step.fill_(1)
-    dino.update_teacher()
-    m = teacher_momentum(0, 10)
+    dino.update_teacher(3)
+    m = teacher_momentum(3, 10)
+    assert 0.996 < m < 1
     for t0, t, s in zip(teacher0, dino.teacher.parameters(), dino.student.parameters()):
         torch.testing.assert_close(t, m * t0 + (1 - m) * s)
-    assert int(dino.ema_step) == 1
 
 
 def test_last_layer_frozen_for_first_steps():
@@ -160,10 +166,73 @@ def test_fit_dino_trains_and_is_deterministic():
         dino = _small_dino(total_steps=2)
         result = fit_dino(dino, images, cfg)
         runs.append([row["train_loss"] for row in result.history])
-        assert int(dino.step) == int(dino.ema_step) == 2
+        assert int(dino.step) == 2
     assert runs[0] == runs[1] and all(math.isfinite(v) for v in runs[0])
     with pytest.raises(ValueError, match=r"images must be \(N, 3, H, W\)"):
         fit_dino(dino, images[:, :1], cfg)
+
+
+class _PoolNet(torch.nn.Sequential):
+    """A backbone small enough for multi-step schedule tests: mean colour of 2x2 cells -> 8 features."""
+
+    embed_dim = 8
+
+    def __init__(self):
+        super().__init__(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 8))
+
+
+def _schedule_run(out_dir, *, max_steps=None, resume=False):
+    """fit_dino over 4 steps; returns the (decayed, undecayed) weight decay of each optimizer step, the
+    steps the teacher was updated after, and the teacher's parameters."""
+    torch.manual_seed(0)
+    dino = DINO(_PoolNet(), total_steps=4, out_dim=16, hidden_dim=8, bottleneck_dim=4, augment=SMALL_AUG)
+    cfg = TrainConfig(
+        epochs=1, max_steps=max_steps, batch_size=2, lr=1e-2, optimizer="adamw", weight_decay=0.04, progress=False
+    )
+    decays, ema_steps = [], []
+    hook = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: decays.append(tuple(g["weight_decay"] for g in opt.param_groups))
+    )
+    update = dino.update_teacher
+    dino.update_teacher = lambda step: (ema_steps.append(step), update(step))
+    try:
+        fit_dino(dino, torch.rand(8, 3, 40, 40), cfg, out_dir=out_dir, resume=resume)
+    finally:
+        hook.remove()
+    return decays, ema_steps, [p.clone() for p in dino.teacher.parameters()]
+
+
+def test_fit_dino_weight_decay_cosine_and_ema_per_step(tmp_path):
+    decays, ema_steps, _ = _schedule_run(None)
+    assert len(decays) == 4 and ema_steps == [0, 1, 2, 3]  # one EMA update after every optimizer step
+    for t, (wd, no_wd) in enumerate(decays):  # step 0 (0.04), mid (0.22 at t = T/2), last (t = 3)
+        assert wd == pytest.approx(0.4 - 0.36 * (1 + math.cos(math.pi * t / 4)) / 2)
+        assert no_wd == 0.0  # biases and norm parameters are never decayed
+    assert decays[2][0] == pytest.approx(0.22)
+    # interrupted after 2 steps and resumed from the checkpoint: same schedule position, same teacher
+    first, first_ema, _ = _schedule_run(tmp_path, max_steps=2)
+    rest, rest_ema, teacher = _schedule_run(tmp_path, resume=True)
+    assert first_ema + rest_ema == [0, 1, 2, 3]
+    assert first + rest == decays
+    for a, b in zip(teacher, _schedule_run(None)[2]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_fit_dino_constant_weight_decay_when_end_is_none():
+    torch.manual_seed(0)
+    dino = DINO(_PoolNet(), total_steps=2, out_dim=16, hidden_dim=8, bottleneck_dim=4, augment=SMALL_AUG)
+    cfg = TrainConfig(epochs=1, batch_size=2, lr=1e-2, optimizer="adamw", weight_decay=0.05, progress=False)
+    decays = []
+    hook = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: decays.append(opt.param_groups[0]["weight_decay"])
+    )
+    try:
+        fit_dino(dino, torch.rand(4, 3, 40, 40), cfg, weight_decay_end=None)
+    finally:
+        hook.remove()
+    assert decays == [0.05, 0.05]
+    with pytest.raises(ValueError, match="weight_decay_end must be >= 0"):
+        fit_dino(dino, torch.rand(4, 3, 40, 40), cfg, weight_decay_end=-0.1)
 
 
 def test_errors():
