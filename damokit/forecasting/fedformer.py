@@ -17,8 +17,9 @@ nothing.
 Numerics: by default (``corrected=False``) the official code's quirks are reproduced so that published
 numbers and official checkpoints carry over (``load_official_fedformer``; the blocks' docstrings list them):
 reshape without permute after the Fourier blocks, low-bin placement in FEB-f, keys as values and a ``1/D**2``
-output scale in the cross blocks, and one frequency block shared by all encoder layers (likewise decoder).
-``corrected=True`` fixes all of them (and gives each layer its own block).
+output scale in the cross blocks, one frequency block shared by all encoder layers (likewise decoder), and the
+round-off in the multiwavelet filters (FEDformer-w). ``corrected=True`` fixes all of them (and gives each layer
+its own block).
 
 Deviations from the official code:
 - Kept Fourier modes are drawn from ``numpy.random.RandomState(mode_seed)`` in the official order (encoder,
@@ -169,13 +170,12 @@ class FEDformer(nn.Module):
                         activation=cross_activation, corrected=corrected,
                     ),
                 )  # fmt: skip
-            wave = dict(k=wavelet_k, base=wavelet_base)
+            wave = dict(k=wavelet_k, base=wavelet_base, corrected=corrected)  # corrected: accurate filters too
             return (
                 MultiWaveletTransform(d_model, alpha=wavelet_alpha, c=wavelet_c, levels=wavelet_levels, **wave),
                 MultiWaveletTransform(d_model, alpha=wavelet_alpha, c=wavelet_c, levels=wavelet_levels, **wave),
                 MultiWaveletCross(
-                    d_model, modes=modes, c=wavelet_cross_c, activation=cross_activation,
-                    corrected=corrected, keep_unused=keep, **wave,
+                    d_model, modes=modes, c=wavelet_cross_c, activation=cross_activation, keep_unused=keep, **wave,
                 ),
             )  # fmt: skip
 

@@ -21,6 +21,12 @@ Official quirks reproduced by default (``corrected=False``):
 2. FEA-w's inner cross attention (``FourierCrossAttentionW``) aggregates the keys' spectrum (keys as
    values) and divides its output by ``D**2``, as FEA-f does. ``corrected=True`` aggregates the values'
    spectrum and drops the division.
+3. Filters: the official round-off above (the default tables are the official ones, which official checkpoints
+   hold as buffers). ``corrected=True`` evaluates the same construction (same scaling functions, inner products,
+   Gram-Schmidt order and signs) in 40-digit arithmetic (``multiwavelet_filters(..., accurate=True)``): the bank
+   is then orthogonal to round-off (Legendre 2e-16 at k=8, was 0.46; Chebyshev, in the weighted sense
+   ``F diag(PHI0, PHI1) F^T = I``, 1.4e-12 at k=8, was 1.7e-4) and agrees with the official tables where those
+   are accurate (within 1e-9 up to k=4).
 
 Notation: ``B`` batch, ``N`` length, ``c`` wavelet channels, ``k`` polynomial order, ``D`` model width.
 """
@@ -158,7 +164,8 @@ def _chebyshev_wavelets(phi: np.ndarray, phi_2x: np.ndarray, x_m: np.ndarray, w_
 
 
 @functools.lru_cache(maxsize=8)
-def _filters(base: str, k: int) -> tuple[np.ndarray, ...]:
+def _official_filters(base: str, k: int) -> tuple[np.ndarray, ...]:
+    """The official tables (``layers/utils.get_filter``), round-off included (module docstring)."""
     phi, phi_2x = _basis_coefficients(base, k)
     if base == "legendre":
         nodes, weights = np.polynomial.legendre.leggauss(k)
@@ -200,8 +207,69 @@ def _filters(base: str, k: int) -> tuple[np.ndarray, ...]:
     return tuple(_zero_small(a) for a in (H0, H1, G0, G1)) + (PHI0, PHI1)
 
 
-def multiwavelet_filters(base: str, k: int) -> dict[str, np.ndarray]:
+_DIGITS = 40  # working precision of the accurate filters (the Chebyshev basis change alone costs ~7 digits)
+
+
+@functools.lru_cache(maxsize=8)
+def _accurate_filters(base: str, k: int) -> tuple[np.ndarray, ...]:
+    """The official construction without its round-off: the same definitions, evaluated in 40-digit arithmetic.
+
+    A function of V1 (polynomials of degree < k on [0, 1/2] and on [1/2, 1]) is represented by its values at 2k
+    nodes times the square roots of the quadrature weights, so that inner products are dot products. Legendre:
+    Gauss-Legendre with k nodes on each half, exact L2 inner products (the official code integrates monomials
+    exactly). Chebyshev: the official 2k Gauss-Chebyshev nodes on [0, 1], whose sums are the official inner
+    products (the Chebyshev-weighted integral for polynomials on [0, 1]).
+
+    The wavelets are the Gram-Schmidt of ``sqrt(2) phi_i(2x)``, in order, against ``phi`` and the earlier wavelets:
+    a QR factorisation with a positive diagonal (the official signs). ``[[H0, H1], [G0, G1]]`` are the coordinates
+    of ``phi`` and ``psi`` in the fine-scale basis ``sqrt(2) phi_i(2x), sqrt(2) phi_i(2x-1)`` (what the official
+    quadratures compute) and ``PHI0``, ``PHI1`` that basis's Gram matrices. For Chebyshev this basis is nearly
+    dependent (at k=8 PHI0's smallest eigenvalue is 2.6e-5 and wavelet coordinates reach 70), a change of basis
+    that float64 cannot carry to full accuracy; mpmath (a dependency of sympy, hence of torch) does it once per
+    ``(base, k)``.
+    """
+    import mpmath  # here, not at import: only corrected models need it
+
+    with mpmath.workdps(_DIGITS):
+        if base == "legendre":
+            t, tw = mpmath.gauss_quadrature(k, "legendre")  # on [-1, 1], mapped to each half
+            nodes, weights = [(ti + 1) / 4 for ti in t] + [(ti + 3) / 4 for ti in t], [wi / 4 for wi in tw] * 2
+            norms, poly = [mpmath.sqrt(2 * i + 1) for i in range(k)], mpmath.legendre
+        else:
+            nodes = [(mpmath.cos((2 * j + 1) * mpmath.pi / (4 * k)) + 1) / 2 for j in range(2 * k)]
+            weights = [mpmath.pi / (4 * k)] * (2 * k)
+            norms, poly = [mpmath.sqrt(2 / mpmath.pi)] + [2 / mpmath.sqrt(mpmath.pi)] * (k - 1), mpmath.chebyt
+
+        def sampled(stretch: int, shift: int) -> list[list]:
+            """``(k, 2k)`` rows ``sqrt(stretch) phi_i(stretch x - shift)``, zero outside [0, 1], at the nodes."""
+            return [
+                [
+                    mpmath.sqrt(stretch * w) * norms[i] * poly(i, 2 * (stretch * x - shift) - 1)
+                    if 0 <= stretch * x - shift <= 1
+                    else 0
+                    for x, w in zip(nodes, weights)
+                ]
+                for i in range(k)
+            ]
+
+        phi, left, right = sampled(1, 0), sampled(2, 0), sampled(2, 1)
+        Q, R = mpmath.qr(mpmath.matrix(phi + left).T)  # (2k, 2k): phi, then the wavelets in its last k columns
+        psi = [[Q[m, c] * mpmath.sign(R[c, c]) for m in range(2 * k)] for c in range(k, 2 * k)]
+        fine = mpmath.matrix(left + right)  # (2k, 2k) fine-scale basis
+        bank = mpmath.matrix(phi + psi) * mpmath.inverse(fine)  # (2k, 2k) [[H0, H1], [G0, G1]]
+        gram = fine * fine.T  # (2k, 2k) block diagonal: PHI0, PHI1
+        bank, gram = (np.array(a.tolist(), dtype=np.float64) for a in (bank, gram))
+    return bank[:k, :k], bank[:k, k:], bank[k:, :k], bank[k:, k:], gram[:k, :k], gram[k:, k:]
+
+
+def multiwavelet_filters(base: str, k: int, *, accurate: bool = False) -> dict[str, np.ndarray]:
     """Two-scale filters ``H0, H1, G0, G1`` and Gram matrices ``PHI0, PHI1`` (``(k, k)`` float64 each).
+
+    Args:
+        base: ``"legendre"`` or ``"chebyshev"``.
+        k: polynomial order.
+        accurate: the same construction without round-off (quirk 3 of the module docstring; no thresholding).
+            Default: the official tables, whose round-off defines the published FEDformer-w.
 
     Raises:
         ValueError: unknown ``base`` or ``k < 1``.
@@ -211,17 +279,21 @@ def multiwavelet_filters(base: str, k: int) -> dict[str, np.ndarray]:
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"wavelet order k must be a positive integer, got {k!r}")
     names = ("H0", "H1", "G0", "G1", "PHI0", "PHI1")
-    return {name: a.copy() for name, a in zip(names, _filters(base, k))}
+    tables = _accurate_filters(base, k) if accurate else _official_filters(base, k)
+    return {name: a.copy() for name, a in zip(names, tables)}
 
 
 class _WaveletFilters(nn.Module):
-    """Fixed decomposition/reconstruction matrices as non-persistent float32 buffers (recomputable)."""
+    """Fixed decomposition/reconstruction matrices as non-persistent buffers (recomputable) of the default dtype
+    (official: ``torch.Tensor``); ``accurate`` selects the filters without round-off (quirk 3)."""
 
-    def __init__(self, base: str, k: int):
+    def __init__(self, base: str, k: int, accurate: bool = False):
         super().__init__()
-        f = multiwavelet_filters(base, k)
-        H0r, G0r = _zero_small(f["H0"] @ f["PHI0"]), _zero_small(f["G0"] @ f["PHI0"])
-        H1r, G1r = _zero_small(f["H1"] @ f["PHI1"]), _zero_small(f["G1"] @ f["PHI1"])
+        f = multiwavelet_filters(base, k, accurate=accurate)
+        products = [f[a] @ f[b] for a, b in (("H0", "PHI0"), ("G0", "PHI0"), ("H1", "PHI1"), ("G1", "PHI1"))]
+        if not accurate:  # the official code thresholds these products as well
+            products = [_zero_small(a) for a in products]
+        H0r, G0r, H1r, G1r = products
         tables = {
             "ec_s": np.concatenate([f["H0"].T, f["H1"].T]),  # (2k, k) smooth part
             "ec_d": np.concatenate([f["G0"].T, f["G1"].T]),  # (2k, k) detail part
@@ -229,7 +301,7 @@ class _WaveletFilters(nn.Module):
             "rc_o": np.concatenate([H1r, G1r]),  # (2k, k) odd samples
         }
         for name, table in tables.items():
-            self.register_buffer(name, torch.tensor(table, dtype=torch.float32), persistent=False)
+            self.register_buffer(name, torch.tensor(table, dtype=torch.get_default_dtype()), persistent=False)
         self.k = k
 
     def decompose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -274,18 +346,20 @@ class MultiWaveletCore(nn.Module):
     Decomposes ``floor(log2 N) - L`` levels (after wrap-padding to a power of two), transforms details and
     smooth parts with sparse Fourier kernels ``A, B, C``, the coarsest part with ``T0``, and reconstructs.
 
+    ``accurate`` selects the filters without round-off (quirk 3).
+
     Shapes:
         x: (B, N, c, k) -> (B, N, c, k)
     """
 
-    def __init__(self, k: int, alpha: int, levels: int, c: int, base: str):
+    def __init__(self, k: int, alpha: int, levels: int, c: int, base: str, accurate: bool = False):
         super().__init__()
         self.levels = levels
         self.A = SparseKernelFT1d(k, alpha, c)
         self.B = SparseKernelFT1d(k, alpha, c)
         self.C = SparseKernelFT1d(k, alpha, c)
         self.T0 = nn.Linear(k, k)
-        self.filters = _WaveletFilters(base, k)
+        self.filters = _WaveletFilters(base, k, accurate=accurate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         N = x.shape[1]
@@ -305,16 +379,28 @@ class MultiWaveletCore(nn.Module):
 class MultiWaveletTransform(nn.Module):
     """FEB-w: ``Linear(D -> c*k)``, multiwavelet core, ``Linear(c*k -> D)`` on the values.
 
+    ``corrected=True`` uses the filters without round-off (quirk 3).
+
     Shapes:
         v: (B, L, H, E) -> (B, L, D); queries and keys are ignored (official).
     """
 
-    def __init__(self, d_model: int, *, k: int = 8, alpha: int = 16, c: int = 128, levels: int = 3, base: str):
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        k: int = 8,
+        alpha: int = 16,
+        c: int = 128,
+        levels: int = 3,
+        base: str,
+        corrected: bool = False,
+    ):
         super().__init__()
         self.c, self.k = c, k
         self.Lk0 = nn.Linear(d_model, c * k)
         self.Lk1 = nn.Linear(c * k, d_model)
-        self.core = MultiWaveletCore(k, alpha, levels, c, base)
+        self.core = MultiWaveletCore(k, alpha, levels, c, base, accurate=corrected)
 
     def forward(self, q: torch.Tensor | None, k: torch.Tensor | None, v: torch.Tensor) -> torch.Tensor:
         B, L = v.shape[:2]
@@ -359,7 +445,8 @@ class MultiWaveletCross(nn.Module):
         modes: kept low modes of the inner frequency attention.
         k, c, base: wavelet order, channels and basis.
         activation: ``"tanh"`` or ``"softmax"``.
-        corrected: use the values (not the keys) as values and drop the ``1/D**2`` output scale.
+        corrected: use the values (not the keys) as values, drop the ``1/D**2`` output scale, and use the
+            filters without round-off (quirks 2 and 3).
         keep_unused: create the official module's unused ``T0`` (and, when not corrected, ``Lv``).
 
     Shapes:
@@ -390,7 +477,7 @@ class MultiWaveletCross(nn.Module):
         if keep_unused:
             self.T0 = nn.Linear(k, k)
         self.out = nn.Linear(c * k, d_model)
-        self.filters = _WaveletFilters(base, k)
+        self.filters = _WaveletFilters(base, k, accurate=corrected)
 
     def _attend(self, streams: list[torch.Tensor | None]) -> torch.Tensor:
         q, k, v = streams

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from damokit.forecasting import FEDformer
+from damokit.forecasting.fedformer import fedformer_wavelet_tiny
 from damokit.forecasting.wavelet import (
     MultiWaveletCore,
     MultiWaveletCross,
@@ -66,6 +67,75 @@ def test_golden_values_from_the_official_code():
          [0.0, 0.0, -0.7071067811867735]],
         atol=1e-12,
     )  # fmt: skip
+
+
+def _weighted_orthogonality(f: dict[str, np.ndarray]) -> tuple[float, float]:
+    """``max |F diag(PHI0, PHI1) F^T - I|`` for the bank ``F = [[H0, H1], [G0, G1]]``, and ``max |F|``."""
+    k = len(f["H0"])
+    bank = np.block([[f["H0"], f["H1"]], [f["G0"], f["G1"]]])
+    gram = np.block([[f["PHI0"], np.zeros((k, k))], [np.zeros((k, k)), f["PHI1"]]])
+    return float(np.abs(bank @ gram @ bank.T - np.eye(2 * k)).max()), float(np.abs(bank).max())
+
+
+@pytest.mark.parametrize("base", ["legendre", "chebyshev"])
+@pytest.mark.parametrize("k", [2, 4, 8, 10])
+def test_accurate_filter_bank_is_orthogonal(base, k):
+    # Orthogonality in the metric of the fine-scale basis e = (sqrt(2) phi_i(2x), sqrt(2) phi_i(2x-1)), whose Gram
+    # matrix is diag(PHI0, PHI1): F diag(PHI0, PHI1) F^T = I, i.e. (phi, psi) orthonormal, i.e. perfect
+    # reconstruction. Legendre: PHI = I, plain orthogonality in L2[0, 1]. Chebyshev: the inner product is the
+    # official Chebyshev-weighted one (2k-node Gauss-Chebyshev sums), under which e is not orthonormal. There the
+    # check itself has a float64 floor: at k=10 PHI0's smallest eigenvalue is 4e-7 and wavelet rows reach 528, so
+    # rounding PHI0 alone moves the product by ~|F|^2 eps (measured 9e-11 for these correctly rounded 40-digit
+    # tables); the bound allows that floor (1e-15 |F|^2 = 2.8e-10 there, below 1e-10 everywhere else).
+    error, size = _weighted_orthogonality(multiwavelet_filters(base, k, accurate=True))
+    assert error < max(1e-10, 1e-15 * size**2)
+    if k >= 8:  # the official tables at the same order are far from it (0.46 and 1.7e-4 at k=8)
+        official, size = _weighted_orthogonality(multiwavelet_filters(base, k))
+        assert official > max(1e-5, 1e-15 * size**2)
+
+
+@pytest.mark.parametrize("base", ["legendre", "chebyshev"])
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_accurate_filters_equal_the_official_ones_where_those_are_accurate(base, k):
+    # Same construction (scaling functions, inner products, Gram-Schmidt order and signs): at small k the official
+    # round-off is small (measured at most 8e-10, Legendre k=4), so the tables must agree entry by entry.
+    accurate, official = multiwavelet_filters(base, k, accurate=True), multiwavelet_filters(base, k)
+    for name in ("H0", "H1", "G0", "G1", "PHI0", "PHI1"):
+        np.testing.assert_allclose(accurate[name], official[name], rtol=0, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("base", ["legendre", "chebyshev"])
+def test_accurate_filters_reconstruct_perfectly_at_order_eight(base):
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # the filter buffers follow the default dtype, as official
+    try:
+        accurate, official = _WaveletFilters(base, 8, accurate=True), _WaveletFilters(base, 8)
+    finally:
+        torch.set_default_dtype(default)
+    x = torch.randn(2, 16, 3, 8, dtype=torch.float64)
+    for filters, expected_error in ((accurate, 1e-8), (official, None)):
+        d, s = filters.decompose(x)
+        error = (filters.reconstruct(torch.cat([s, d], dim=-1)) - x).abs().max().item()
+        if expected_error is None:  # official k=8 tables: decomposition then reconstruction is not the identity
+            assert error > 1e-4
+        else:
+            assert error < expected_error
+
+
+def test_corrected_model_uses_the_accurate_filters():
+    # wiring: every wavelet block (encoder and decoder FEB-w, decoder FEA-w) of a corrected model holds the
+    # accurate tables, an uncorrected one the official tables; k=8 where the two differ (by 0.6)
+    accurate = multiwavelet_filters("legendre", 8, accurate=True)
+    official = multiwavelet_filters("legendre", 8)
+    for corrected, tables in ((True, accurate), (False, official)):
+        model = fedformer_wavelet_tiny(corrected=corrected, wavelet_k=8).eval()
+        blocks = [m for m in model.modules() if isinstance(m, _WaveletFilters)]
+        assert len(blocks) == (4 if corrected else 3)  # 2 encoder layers (official: one shared block), 2 decoder
+        expected = torch.tensor(np.concatenate([tables["G0"].T, tables["G1"].T]), dtype=torch.float32)
+        for block in blocks:
+            torch.testing.assert_close(block.ec_d, expected, rtol=0, atol=1e-6)
+    out = model(torch.randn(2, 32, 3), torch.rand(2, 32, 4), torch.rand(2, 24, 4))  # tiny: 32 in, 8 out, 16 label
+    assert out.shape == (2, 8, 3) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("base", ["legendre", "chebyshev"])
