@@ -47,42 +47,64 @@ def pairwise_sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _Accumulator:
-    """Sums of per-query CMC and AP over chunks."""
+    """Sums of per-query CMC and AP over chunks.
 
-    def __init__(self, max_rank: int):
+    No full sort of the gallery: only the ranks of the matches matter (CMC needs the first, AP all of them),
+    and a match's rank among the kept items is ``1 + (matches before it) + (other identities before it)``.
+    Per chunk, the matches of each query are sorted (a ``(c, R_max)`` block), every other-identity item is
+    placed between them by binary search, and a histogram of those positions gives the counts. Order is
+    (distance, gallery index), i.e. the stable sort of the official code. ``O(c G log R_max)`` instead of
+    ``O(c G log G)``, with ``(c, G)`` blocks only.
+    """
+
+    def __init__(self, max_rank: int, tie_budget: int = 1 << 21):
         self.max_rank = max_rank
+        self.tie_budget = tie_budget  # (item, match) pairs compared at once when distances tie exactly
         self.cmc = torch.zeros(max_rank, dtype=torch.float64)
         self.ap = 0.0
         self.valid = 0
 
     def add(self, dist: torch.Tensor, q_pids, g_pids, q_cams, g_cams) -> None:
-        # dist (c, G); stable ascending sort so equal distances keep the gallery order
-        order = torch.sort(dist, dim=1, stable=True).indices  # (c, G)
-        same_pid = g_pids[order] == q_pids[:, None]  # (c, G), sparse: only this identity's items
-        # work on the (few) same-identity items only, as flat lists in row-major order
-        row, pos = same_pid.nonzero(as_tuple=True)  # (M,), (M,): query index, 0-based sorted position
-        removed = g_cams[order[row, pos]] == q_cams[row]  # same identity and same camera: dropped
-        match = ~removed
-        # exclusive running counts within each query row, from flat cumulative sums
-        starts = torch.zeros(len(q_pids) + 1, dtype=torch.long)
-        starts[1:] = torch.cumsum(torch.bincount(row, minlength=len(q_pids)), 0)
-        cum_removed = torch.cumsum(removed.long(), 0)
-        cum_match = torch.cumsum(match.long(), 0)
-        base_removed = torch.cat([torch.zeros(1, dtype=torch.long), cum_removed])[starts[row]]
-        base_match = torch.cat([torch.zeros(1, dtype=torch.long), cum_match])[starts[row]]
-        rank = pos + 1 - (cum_removed - base_removed)  # 1-based rank among kept items (valid for matches)
-        hits = cum_match - base_match  # matches up to and including this one
-        row, rank, hits = row[match], rank[match], hits[match]
-        n_match = torch.bincount(row, minlength=len(q_pids))  # R per query
-        valid = n_match > 0
-        if not valid.any():
+        c, G = dist.shape  # (c, G) distances of a chunk of c queries
+        dev = dist.device
+        same = g_pids[None, :] == q_pids[:, None]  # (c, G) same identity
+        match = same & (g_cams[None, :] != q_cams[:, None])  # same identity, other camera: the kept ones
+        # (same identity and same camera: removed; other identities: always kept)
+        n_match = match.sum(1)  # R per query
+        R = int(n_match.max())
+        if R == 0:
             return
-        # first hit rank -> CMC; AP = mean over hits of (hits so far) / rank
-        first = torch.full((len(q_pids),), torch.iinfo(torch.long).max).scatter_reduce(0, row, rank, "amin")
-        ks = torch.arange(1, self.max_rank + 1)
-        self.cmc += (first[valid][:, None] <= ks[None, :]).sum(0).double()
-        ap_sum = torch.zeros(len(q_pids), dtype=torch.float64).index_add_(0, row, hits.double() / rank.double())
-        self.ap += float((ap_sum[valid] / n_match[valid].double()).sum())
+        # each query's matches as a padded row (distance, gallery index), pads (inf, G) sort last
+        row, col = match.nonzero(as_tuple=True)  # row-major: gallery order within a query
+        slot = torch.arange(len(row), device=dev) - (torch.cumsum(n_match, 0) - n_match)[row]
+        md = torch.full((c, R + 1), torch.inf, dtype=dist.dtype, device=dev)  # >= 1 pad column
+        mi = torch.full((c, R + 1), G, dtype=torch.long, device=dev)
+        md[row, slot], mi[row, slot] = dist[row, col], col
+        md, perm = torch.sort(md, dim=1, stable=True)  # ties keep gallery order
+        mi = mi.gather(1, perm)
+        # before[i, j] = matches of query i ranked before item j: those strictly closer ...
+        before = torch.searchsorted(md, dist)  # (c, G) in [0, R]
+        # ... plus equally distant ones of lower gallery index (rare: found by probing the next match)
+        tied = (md.gather(1, before) == dist) & ~same
+        if tied.any():
+            ti, tj = tied.nonzero(as_tuple=True)
+            step = max(1, self.tie_budget // (R + 1))
+            for s in range(0, len(ti), step):  # bounded (items x matches) blocks
+                i, j = ti[s : s + step], tj[s : s + step]
+                before[i, j] += ((md[i] == dist[i, j, None]) & (mi[i] < j[:, None])).sum(1)
+        # histogram per query of where the other identities fall; same-identity items go to a spare bin
+        before.masked_fill_(same, R + 1)
+        before += torch.arange(c, device=dev)[:, None] * (R + 2)
+        counts = torch.bincount(before.view(-1), minlength=c * (R + 2)).view(c, R + 2)
+        r = torch.arange(R, device=dev)
+        rank = counts[:, :R].cumsum(1) + r + 1  # (c, R) 1-based rank of the r-th match among kept items
+        valid = n_match > 0
+        rank, n_valid = rank[valid], n_match[valid]
+        # AP = mean over the R matches of (r + 1) / rank; padded slots (r >= R_q) are masked out
+        prec = torch.where(r < n_valid[:, None], (r + 1) / rank.double(), 0.0)
+        ks = torch.arange(1, self.max_rank + 1, device=dev)
+        self.cmc += (rank[:, :1] <= ks).sum(0).double().cpu()  # CMC from the first hit's rank
+        self.ap += float((prec.sum(1) / n_valid).sum())
         self.valid += int(valid.sum())
 
     def result(self) -> ReIDScores:
@@ -128,6 +150,8 @@ def evaluate(
         (1.0, [1.0, 1.0])
     """
     distmat = _t(distmat)
+    if not distmat.is_floating_point():
+        distmat = distmat.double()
     q_pids, g_pids, q_camids, g_camids = (_t(v).long() for v in (q_pids, g_pids, q_camids, g_camids))
     if distmat.ndim != 2:
         raise ValueError(f"distmat must be (num_query, num_gallery), got shape {tuple(distmat.shape)}")

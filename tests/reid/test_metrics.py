@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from damokit.reid.metrics import evaluate, evaluate_features, pairwise_sq_dist
+from damokit.reid.metrics import _Accumulator, evaluate, evaluate_features, pairwise_sq_dist
 
 # spec §8: gallery (pid, cam) and the three queries
 G_PIDS, G_CAMS = [1, 2, 1, 3, 1, 2], [0, 1, 1, 0, 2, 2]
@@ -54,6 +54,25 @@ def test_chunked_equals_reference_on_random_data(chunk):
     np.testing.assert_allclose(s.cmc.numpy(), ref_cmc)
     f = evaluate_features(q, gal, qp, gp, qc, gc, max_rank=20, chunk_size=chunk)
     assert f.mAP == pytest.approx(s.mAP, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_ties_follow_the_stable_order(seed):
+    # integer distances 0..4 over 3 identities: most items tie with some match; ranks must follow the
+    # stable sort (distance, then gallery index) exactly as the reference loop
+    g = torch.Generator().manual_seed(seed)
+    dist = torch.randint(0, 5, (37, 91), generator=g)  # an integer matrix is accepted (read as float64)
+    qp, gp = torch.randint(0, 3, (37,), generator=g), torch.randint(0, 3, (91,), generator=g)
+    qc, gc = torch.randint(0, 2, (37,), generator=g), torch.randint(0, 2, (91,), generator=g)
+    ref_cmc, ref_map = _reference(dist.numpy(), qp.numpy(), gp.numpy(), qc.numpy(), gc.numpy(), 20)
+    s = evaluate(dist, qp, gp, qc, gc, max_rank=20, chunk_size=5)
+    assert s.mAP == pytest.approx(ref_map, rel=1e-12)
+    np.testing.assert_allclose(s.cmc.numpy(), ref_cmc)
+    # the tie correction in blocks of a few (item, match) pairs gives the same sums
+    small = _Accumulator(20, tie_budget=7)
+    small.add(dist.double(), qp, gp, qc, gc)
+    assert small.result().mAP == pytest.approx(ref_map, rel=1e-12)
+    np.testing.assert_allclose(small.result().cmc.numpy(), ref_cmc)
 
 
 def test_errors():
