@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
 import platform
+import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Verdict", "ClaimRow", "ReproResult", "conditions", "verdict_from"]
+__all__ = ["Verdict", "ClaimRow", "ReproResult", "conditions", "paired_verdict", "verdict_from"]
 
 
 class Verdict(str, enum.Enum):
     HOLDS = "holds"
     DOES_NOT_HOLD = "does not hold at this scale"
     NOT_COMPARABLE = "not comparable"
+    WITHIN_NOISE = "within seed noise"
     NOT_IMPLEMENTED = "not yet implemented"
     ERROR = "error"
 
@@ -67,6 +71,26 @@ def verdict_from(holds: bool, comparable: bool = True) -> Verdict:
     if not comparable:
         return Verdict.NOT_COMPARABLE
     return Verdict.HOLDS if holds else Verdict.DOES_NOT_HOLD
+
+
+def paired_verdict(differences: Sequence[float], *, min_se: float = 2.0) -> tuple[Verdict, str]:
+    """Verdict on "the difference is positive" from per-seed paired differences, and a summary for the note.
+
+    Holds when the mean exceeds ``min_se`` standard errors of the mean, does not hold when it is below minus
+    that, and is within seed noise otherwise; a single seed has no noise estimate and decides by the sign.
+    Pair the differences by seed (same data subset and initialisation) so that shared variance cancels.
+    """
+    d = [float(x) for x in differences]
+    mean = statistics.fmean(d)
+    if len(d) < 2:
+        return verdict_from(mean > 0), f"Δ {mean:+.4f} (one seed: no noise estimate)"
+    se = statistics.stdev(d) / math.sqrt(len(d))
+    summary = f"paired Δ {mean:+.4f} ± {se:.4f} (s.e. over {len(d)} seeds; holds beyond {min_se:g} s.e.)"
+    if mean > min_se * se:
+        return Verdict.HOLDS, summary
+    if mean < -min_se * se:
+        return Verdict.DOES_NOT_HOLD, summary
+    return Verdict.WITHIN_NOISE, summary
 
 
 def conditions(seed: int | None = None, **extra: Any) -> dict[str, Any]:
