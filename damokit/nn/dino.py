@@ -25,6 +25,8 @@ Deviations:
       re-drawing up to 10 times; crops are resampled with ``grid_sample`` (bicubic, clamped to [0, 1]).
     * Gaussian blur uses a kernel of radius ``ceil(3 sigma)`` with reflect padding (PIL's box
       approximation of a Gaussian differs slightly).
+    * ``config.grad_clip`` is the engine's global-norm clipping; official ``utils.clip_gradients`` clips each
+      parameter's gradient norm to 3.0 separately (the engine has no hook between backward and step).
     * Freezing the last layer zeroes its gradient (official: sets it to None), so AdamW still applies
       weight decay to it; the weight normalisation makes its scale irrelevant.
 """
