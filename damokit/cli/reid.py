@@ -174,6 +174,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         warmup_steps=steps // 10,
         min_lr_ratio=1e-3,
         grad_clip=3.0,
+        grad_clip_per_parameter=True,  # official DINO clip_gradients
         seed=args.seed,
         progress=None,
     )

@@ -53,6 +53,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float | None = None
     """Max global gradient norm (None: no clipping)."""
+    grad_clip_per_parameter: bool = False
+    """Clip each parameter's gradient norm to ``grad_clip`` separately instead (official DINO ``clip_gradients``)."""
     patience: int | None = None
     """Early stopping: epochs without improvement of ``monitor`` before stopping (None: never stop)."""
     monitor: str = "val_loss"
@@ -95,6 +97,15 @@ class FitResult:
     best_epoch: int | None = None
     stopped_early: bool = False
     out_dir: Path | None = None
+
+
+def _clip_gradients(model: nn.Module, max_norm: float, *, per_parameter: bool) -> None:
+    if not per_parameter:
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return
+    for p in model.parameters():  # one scale per tensor, as DINO's utils.clip_gradients (same 1e-6 guard)
+        if p.grad is not None:
+            p.grad.mul_(torch.clamp(max_norm / (p.grad.norm() + 1e-6), max=1.0))
 
 
 def seed_everything(seed: int) -> None:
@@ -401,7 +412,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                _clip_gradients(model, config.grad_clip, per_parameter=config.grad_clip_per_parameter)
             optimizer.step()
             if after_step is not None:
                 after_step(model, step)

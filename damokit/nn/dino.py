@@ -25,8 +25,6 @@ Deviations:
       re-drawing up to 10 times; crops are resampled with ``grid_sample`` (bicubic, clamped to [0, 1]).
     * Gaussian blur uses a kernel of radius ``ceil(3 sigma)`` with reflect padding (PIL's box
       approximation of a Gaussian differs slightly).
-    * ``config.grad_clip`` is the engine's global-norm clipping; official ``utils.clip_gradients`` clips each
-      parameter's gradient norm to 3.0 separately (the engine has no hook between backward and step).
     * Freezing the last layer zeroes its gradient (official: sets it to None), so AdamW still applies
       weight decay to it; the weight normalisation makes its scale irrelevant.
 """
@@ -521,7 +519,8 @@ def fit_dino(
     weight decay ``dino_cosine(t, dino.total_steps, config.weight_decay, weight_decay_end)`` (official DINO:
     ``--weight_decay 0.04 --weight_decay_end 0.4``; None keeps ``config.weight_decay`` constant); biases and
     1-D parameters stay at 0. After each step the teacher takes its EMA update, so when this returns
-    ``dino.teacher_backbone()`` is ready to use.
+    ``dino.teacher_backbone()`` is ready to use. Official gradient clipping (each parameter's gradient to norm
+    3.0 on its own) is ``TrainConfig(grad_clip=3.0, grad_clip_per_parameter=True)``.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")

@@ -103,6 +103,7 @@ def _pretrain(stem: str, images: torch.Tensor, epochs: int, batch: int, seed: in
         warmup_steps=max(steps // 10, 1),
         min_lr_ratio=1e-3,
         grad_clip=3.0,
+        grad_clip_per_parameter=True,  # official DINO clip_gradients
         seed=seed,
         progress=False,
     )

@@ -278,3 +278,25 @@ def test_tensor_datasets_and_dataloaders_give_the_same_run():
         models.append(model)
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("per_parameter", [True, False])
+def test_gradient_clipping_global_or_per_parameter(per_parameter):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    x, y = _regression_data()
+    reference = torch.autograd.grad(_mse(model, (x, y)), list(model.parameters()))
+    norms = torch.stack([g.norm() for g in reference])
+    clip = float(norms.median())  # some tensors above the threshold, some below
+    seen = []
+    config = TrainConfig(
+        epochs=1, max_steps=1, batch_size=len(x), lr=1e-9, optimizer="sgd", grad_clip=clip,
+        grad_clip_per_parameter=per_parameter, progress=False,
+    )  # fmt: skip
+    fit(model, (x, y), loss_fn=_mse, config=config, after_step=lambda m, _: seen.extend(p.grad for p in m.parameters()))
+    if per_parameter:  # official DINO clip_gradients: each tensor scaled to at most `clip` on its own
+        expected = [g * min(1.0, clip / (float(g.norm()) + 1e-6)) for g in reference]
+    else:
+        expected = [g * min(1.0, clip / (float(norms.norm()) + 1e-6)) for g in reference]
+    for got, want in zip(seen, expected):
+        torch.testing.assert_close(got, want)
