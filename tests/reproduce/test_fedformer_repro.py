@@ -1,5 +1,7 @@
 """The FEDformer reproduction's bookkeeping: exact Repeat rows, verdicts, missing models, the headline row."""
 
+import pytest
+
 from damokit import registry
 from damokit.reproduce.fedformer import PAPER, Setting, run_grid
 from damokit.reproduce.result import Verdict
@@ -63,3 +65,35 @@ def test_paper_figure_sources_say_what_was_checked():
         for (h, model), (_, _, source) in table.items():
             checked = features == "M" and model in ("FEDformer-f", "Autoformer", "Informer")
             assert ("unverified" in source) == (not checked and model != "repeat_last"), (dataset, h, model)
+
+
+@pytest.mark.slow
+def test_full_mode_run_cut_short_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    from damokit.reproduce import fedformer
+
+    setting = Setting("national_illness", 24)
+    uninterrupted = fedformer.run_setting(setting, "dlinear", quick=False, checkpoint_dir=tmp_path / "a")
+
+    real_fit = fedformer.fit
+
+    def fit_killed_at_step_30(*args, **kwargs):
+        def kill(model, step):
+            if step == 30:
+                raise KeyboardInterrupt
+
+        return real_fit(*args, **kwargs, after_step=kill)
+
+    monkeypatch.setattr(fedformer, "fit", fit_killed_at_step_30)
+    with pytest.raises(KeyboardInterrupt):
+        fedformer.run_setting(setting, "dlinear", quick=False, checkpoint_dir=tmp_path / "b")
+    monkeypatch.setattr(fedformer, "fit", real_fit)
+    assert (tmp_path / "b" / "last.safetensors").is_file()
+    resumed = fedformer.run_setting(setting, "dlinear", quick=False, checkpoint_dir=tmp_path / "b")
+    assert resumed["steps"] == uninterrupted["steps"]
+    assert resumed["mse"] == pytest.approx(uninterrupted["mse"], rel=1e-6)
+
+
+def test_full_grid_deletes_a_logged_runs_checkpoints(tmp_path):
+    run_grid([Setting("national_illness", 24)], quick=False, out_dir=tmp_path, models=("dlinear",), progress=False)
+    assert (tmp_path / "runs.jsonl").is_file()
+    assert not any((tmp_path / "checkpoints").glob("*"))
