@@ -182,10 +182,14 @@ def _cifar_setting() -> _Setting:
 
 def _run_setting(setting: _Setting, seeds, progress: bool) -> dict[str, dict[str, list[float]]]:
     """Per method, per metric: one value per seed (plus mechanism checks and wall time)."""
+    from tqdm.auto import tqdm
+
     out: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
+    bar = tqdm(total=len(seeds) * len(METHODS), desc=setting.name, unit="run", disable=not progress)
     for seed in seeds:
         x, y = setting.upstream(seed)
         for method in METHODS:
+            bar.set_postfix_str(f"{method} seed {seed}")
             torch.manual_seed(seed)
             enc = setting.encoder()
             start = time.perf_counter()
@@ -201,6 +205,8 @@ def _run_setting(setting: _Setting, seeds, progress: bool) -> dict[str, dict[str
                 metrics["no_pos_last"] = res.no_positive_fraction[-1]
             for key, value in metrics.items():
                 out[method].setdefault(key, []).append(value)
+            bar.update()
+    bar.close()
     return out
 
 
