@@ -80,6 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--models", nargs="+", default=None, metavar="ROW", help="rows (default: all): FEDformer-f ...")
     g.add_argument("--out", type=Path, required=True, help="report folder (report.md, results.json, plot)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g.add_argument("--report-only", action="store_true", help="train nothing: report the runs --out has logged")
     g.set_defaults(func=_reproduce)
 
 
@@ -223,6 +224,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         seeds=tuple(args.seeds),
         models=tuple(args.models or fedformer.MODELS),
         progress=not args.no_progress,
+        report_only=args.report_only,
     )
     print(format_table([result]))
     print(f"report: {write_report([result], args.out)}")

@@ -286,8 +286,12 @@ def run_grid(
     seeds: Sequence[int] = (0,),
     models: Sequence[str] = tuple(MODELS),
     progress: bool = True,
+    report_only: bool = False,
 ) -> ReproResult:
     """Run ``models`` on ``settings`` over ``seeds`` and compare with the paper (see the module docstring).
+
+    ``report_only`` (full mode) trains nothing: the report covers the runs already logged, lists the ones
+    still pending in its conditions, and leaves out the rows with no run yet.
 
     Full mode appends every finished run to ``out_dir/runs.jsonl`` and skips the runs already there, so an
     interrupted grid resumes, and grids over disjoint subsets run side by side into one folder; a run cut
@@ -299,12 +303,15 @@ def run_grid(
     jobs = [(s, m, seed) for s in settings for m in models for seed in seeds]
     log_path = out_dir / RUN_LOG
     done = {} if quick else _finished_runs(log_path)
-    bar = tqdm(jobs, desc="fedformer", unit="run", disable=not progress)
+    pending = []
+    bar = tqdm(jobs, desc="fedformer", unit="run", disable=not progress or report_only)
     for setting, model_key, seed in bar:
         bar.set_postfix_str(f"{setting.label} {model_key} seed {seed}")
         key = _run_key(setting, model_key, seed)
         out = done.get(key)
-        if out is None:
+        if out is None and report_only and not quick:
+            pending.append(key)
+        elif out is None:
             checkpoints = None if quick else out_dir / "checkpoints" / key.replace("|", "_")
             out = run_setting(
                 setting, model_key, quick=quick, seed=seed, progress=progress and not quick, checkpoint_dir=checkpoints
@@ -321,8 +328,12 @@ def run_grid(
     for setting in settings:
         paper = PAPER.get((setting.dataset, setting.features), {})
         for model_key in models:
-            rows.append(_model_row(setting, model_key, measured.get((setting, model_key)), paper, quick))
-    rows.append(_headline_row(settings, measured, quick))
+            runs = measured.get((setting, model_key))
+            if runs is not None or not report_only:
+                rows.append(_model_row(setting, model_key, runs, paper, quick))
+    headline = _headline_row(settings, measured, quick)
+    if headline.ours is not None or not report_only:
+        rows.append(headline)
     plot = _plot(settings, measured, out_dir, quick)
     seconds = sum(r["seconds"] for runs in measured.values() for r in runs)
     return ReproResult(
@@ -336,6 +347,7 @@ def run_grid(
             test_loader="paper: last partial batch of 32 dropped (all-window figures in the notes)",
             lr_schedule="official type1 (halve_per_epoch)",
             train_seconds=round(seconds, 1),
+            **({"pending_runs": pending} if pending else {}),
         ),
         plots=[plot] if plot else [],
         notes=__doc__.split("\n\n")[-1].strip(),

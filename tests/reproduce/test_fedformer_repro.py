@@ -54,6 +54,12 @@ def test_full_grid_logs_each_run_and_resumes_without_rerunning(tmp_path, monkeyp
     monkeypatch.setattr(fedformer, "run_setting", must_not_run)
     again = run_grid([setting], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False)
     assert again.rows[0].ours == first.rows[0].ours == 6.5871
+    # report only: the logged run is reported, the missing one is listed as pending, nothing trains
+    report = run_grid(
+        [setting], quick=False, out_dir=tmp_path, models=("repeat_last", "Autoformer"), progress=False, report_only=True
+    )
+    assert [row.claim for row in report.rows] == ["repeat_last on ILI-24 (M)"]
+    assert report.conditions["pending_runs"] == ["national_illness|24|M|Autoformer|0"]
 
 
 def test_paper_figure_sources_say_what_was_checked():
