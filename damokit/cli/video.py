@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     def data_args(q: argparse.ArgumentParser) -> None:
         q.add_argument("--data", required=True, help="synth:G | synth:B | synth:F | nvgesture | SPLIT_FILE")
-        q.add_argument("--root", type=Path, help="frames root for a split file")
+        q.add_argument("--root", type=Path, help="root of the frame folders or videos a split file lists")
         q.add_argument("--preset", default="nvgesture", help="split-file preset: nvgesture, isogd, thuread, ntu")
         q.add_argument("--clips-per-class", type=int, default=32, help="synthetic clips per class")
         q.add_argument("--seed", type=int, default=0)
