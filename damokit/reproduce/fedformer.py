@@ -27,7 +27,6 @@ dlinear has no figure at input length 96 (the DLinear paper uses 336), so its ro
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -46,6 +45,7 @@ from damokit.engine import TrainConfig, fit
 from damokit.forecasting.forecaster import evaluate_windows, forecast_loss
 from damokit.registry import register_reproduction
 from damokit.reproduce.result import ClaimRow, ReproResult, Verdict, conditions, verdict_from
+from damokit.reproduce.runlog import RunLog
 
 __all__ = ["MODELS", "PAPER", "Setting", "run", "run_grid", "run_setting"]
 
@@ -256,26 +256,11 @@ def _mean(values: Iterable[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-RUN_LOG = "runs.jsonl"
 CHECKPOINT_EVERY = 50  # steps; a paper-size Exchange epoch is 160 steps of ~3 s
 
 
 def _run_key(setting: Setting, model_key: str, seed: int) -> str:
     return f"{setting.dataset}|{setting.horizon}|{setting.features}|{model_key}|{seed}"
-
-
-def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
-    """Runs already recorded in a full-mode grid's log (a line cut short by a kill is ignored)."""
-    if not path.is_file():
-        return {}
-    done = {}
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        done[record.pop("key")] = record
-    return done
 
 
 def run_grid(
@@ -301,14 +286,13 @@ def run_grid(
 
     measured: dict[tuple[Setting, str], list[dict[str, Any]]] = {}
     jobs = [(s, m, seed) for s in settings for m in models for seed in seeds]
-    log_path = out_dir / RUN_LOG
-    done = {} if quick else _finished_runs(log_path)
+    log = RunLog(None if quick else out_dir)
     pending = []
     bar = tqdm(jobs, desc="fedformer", unit="run", disable=not progress or report_only)
     for setting, model_key, seed in bar:
         bar.set_postfix_str(f"{setting.label} {model_key} seed {seed}")
         key = _run_key(setting, model_key, seed)
-        out = done.get(key)
+        out = log.get(key)
         if out is None and report_only and not quick:
             pending.append(key)
         elif out is None:
@@ -317,9 +301,7 @@ def run_grid(
                 setting, model_key, quick=quick, seed=seed, progress=progress and not quick, checkpoint_dir=checkpoints
             )
             if out is not None and not quick:
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                with log_path.open("a") as f:  # one line per finished run: a killed grid resumes after it
-                    f.write(json.dumps({"key": key, **out}) + "\n")
+                log.record(key, out)  # a killed grid resumes after it
                 shutil.rmtree(checkpoints, ignore_errors=True)  # the run is logged; its checkpoints are spent
         if out is not None:
             measured.setdefault((setting, model_key), []).append(out)

@@ -27,6 +27,7 @@ from damokit.nas.zen import DETECTION_STAGE_WEIGHTS, entropy_score, zen_score
 from damokit.nas.zendet import MAEDET_STRUCTURES, Budget, search
 from damokit.registry import register_reproduction
 from damokit.reproduce.result import ClaimRow, ReproResult, conditions, verdict_from
+from damokit.reproduce.runlog import RunLog
 
 __all__ = ["run", "run_macro_search", "SMALL_SPACE_INIT", "SMALL_SPACE_BUDGET"]
 
@@ -274,7 +275,7 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
     )
 
     # (c) detection -------------------------------------------------------------------------------------------
-    rows += _detection_rows(best, quick)
+    rows += _detection_rows(best, quick, RunLog(None if quick else out_dir))
 
     plots = _plots(out_dir, entropy, bench, hist, table)
     notes = "Budgeted selection on NAS-Bench-Macro (accuracy %): budget | max-entropy | max-FLOPs | random | oracle\n"
@@ -350,14 +351,22 @@ def _train_detector(structure: Structure, seed: int, epochs: int, n_train: int |
     return coco_map(dets, test_targets, 3)["map"]
 
 
-def _detection_rows(searched: Structure, quick: bool) -> list[ClaimRow]:
-    """(c) searched backbone vs ResNet-like at equal FLOPs in the FCOS-style detector on BCCD."""
+def _detection_rows(searched: Structure, quick: bool, log: RunLog) -> list[ClaimRow]:
+    """(c) searched backbone vs ResNet-like at equal FLOPs in the FCOS-style detector on BCCD.
+
+    Each detector training (about 10 minutes in full mode) is logged in ``log`` under its structure, seed and
+    epochs, so a full run cut short resumes after the last finished training.
+    """
     baseline = resnet_like(searched.flops(64), 64)
     seeds, epochs, n_train, n_test = ((0,), 1, 32, 24) if quick else ((0, 1, 2), 30, None, None)
     maps = {"searched": [], "resnet": []}
     for seed in seeds:
-        maps["searched"].append(_train_detector(searched, seed, epochs, n_train, n_test))
-        maps["resnet"].append(_train_detector(baseline, seed, epochs, n_train, n_test))
+        for name, structure in (("searched", searched), ("resnet", baseline)):
+            key = f"detector|{structure.to_json()}|seed {seed}|{epochs} epochs"
+            result = log.get_or_run(
+                key, lambda s=structure, sd=seed: {"map": _train_detector(s, sd, epochs, n_train, n_test)}
+            )
+            maps[name].append(result["map"])
     ours, base = 100 * np.mean(maps["searched"]), 100 * np.mean(maps["resnet"])
     gflops = f"{searched.flops(160) / 1e6:.0f} vs {baseline.flops(160) / 1e6:.0f} MFLOPs at 160x120"
     return [

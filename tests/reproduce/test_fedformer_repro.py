@@ -5,6 +5,7 @@ import pytest
 from damokit import registry
 from damokit.reproduce.fedformer import PAPER, Setting, run_grid
 from damokit.reproduce.result import Verdict
+from damokit.reproduce.runlog import RUN_LOG
 
 
 def test_repeat_row_reproduces_the_published_figure_and_missing_models_are_reported(tmp_path, monkeypatch):
@@ -43,7 +44,7 @@ def test_full_grid_logs_each_run_and_resumes_without_rerunning(tmp_path, monkeyp
 
     setting = Setting("national_illness", 24)
     first = run_grid([setting], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False)
-    log = tmp_path / fedformer.RUN_LOG
+    log = tmp_path / RUN_LOG
     assert len(log.read_text().splitlines()) == 1
     with log.open("a") as f:
         f.write('{"key": "cut short by a ki')  # a line a killed process left half-written is ignored

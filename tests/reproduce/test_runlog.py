@@ -1,0 +1,44 @@
+"""The full-mode run log: finished units are recorded once and skipped on a rerun into the same folder."""
+
+from damokit.reproduce import zendet
+from damokit.reproduce.runlog import RUN_LOG, RunLog
+
+
+def test_run_log_records_and_reloads_and_ignores_a_cut_short_line(tmp_path):
+    calls = []
+
+    def unit():
+        calls.append(1)
+        return {"map": 0.25}
+
+    log = RunLog(tmp_path)
+    assert log.get_or_run("a", unit) == {"map": 0.25}
+    assert log.get_or_run("a", unit) == {"map": 0.25} and len(calls) == 1
+    with (tmp_path / RUN_LOG).open("a") as f:
+        f.write('{"key": "b", "map": 0.')  # the process died mid-write
+    again = RunLog(tmp_path)
+    assert again.get("a") == {"map": 0.25} and again.get("b") is None
+    assert again.get_or_run("a", unit) == {"map": 0.25} and len(calls) == 1
+
+
+def test_run_log_without_a_folder_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    log = RunLog(None)
+    log.record("a", {"x": 1})
+    assert log.get("a") == {"x": 1} and not list(tmp_path.iterdir())
+
+
+def test_zendet_full_mode_detector_trainings_resume_from_the_log(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_train(structure, seed, epochs, n_train, n_test):
+        trained.append((seed, epochs))
+        return 0.1 + 0.01 * seed
+
+    monkeypatch.setattr(zendet, "_train_detector", fake_train)
+    searched = zendet.SMALL_SPACE_INIT
+    first = zendet._detection_rows(searched, quick=False, log=RunLog(tmp_path))
+    assert len(trained) == 6 and {e for _, e in trained} == {30}  # 2 detectors x 3 seeds, 30 epochs
+    again = zendet._detection_rows(searched, quick=False, log=RunLog(tmp_path))
+    assert len(trained) == 6  # nothing retrained
+    assert again[0].ours == first[0].ours
