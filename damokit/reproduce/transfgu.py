@@ -22,6 +22,7 @@ but are not comparable (ViT-S/8 DINO on ImageNet, COCO-Stuff, 320 px).
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,11 @@ from damokit.engine.probes import MeanStd, mean_std
 from damokit.nn.vit import VisionTransformer
 from damokit.registry import register_reproduction
 from damokit.reproduce.result import ClaimRow, ReproResult, Verdict, conditions, verdict_from
+from damokit.reproduce.runlog import RunLog
 from damokit.segmentation import confusion_matrix, segmentation_scores
 from damokit.segmentation.transfgu import PRESETS, TransFGU, patch_kmeans, pixel_kmeans
 from damokit.segmentation.transfgu.backbone import (
+    GateScores,
     backbone_gate,
     pretrain_config,
     pretrain_dino,
@@ -140,6 +143,36 @@ def _synth_run(vit: VisionTransformer, plan: _Plan, seed: int, progress: bool) -
     patch_map = torch.tensor(_scores(test.masks, preds["patch_kmeans"]).mapping)
     panel = (test.images[:6], test.masks[:6], mapping[preds["transfgu"][:6]], patch_map[preds["patch_kmeans"][:6]])
     return {"metrics": out, "panel": panel}
+
+
+_PANEL = ("images", "masks", "transfgu", "patch_kmeans")
+
+
+def _plan_key(plan: _Plan) -> str:
+    return json.dumps(dataclasses.asdict(plan), sort_keys=True)
+
+
+def _synth_unit(variant: str, plan: _Plan, seed: int, progress: bool, log: RunLog, out_dir: Path):
+    """Backbone pre-training, its gate and every method on one seed's scenes, or their logged results.
+
+    A logged unit's panel of predictions is read back from the safetensors file written beside the log.
+    """
+    from safetensors.torch import load_file, save_file
+
+    key = f"synth|{variant}|seed {seed}|{_plan_key(plan)}"
+    panel_file = out_dir / f"panel_{variant}_seed{seed}.safetensors"
+    logged = log.get(key)
+    if logged is not None and panel_file.is_file():
+        panel = load_file(panel_file)
+        return GateScores(*logged["gate"]), {"metrics": logged["metrics"], "panel": tuple(panel[k] for k in _PANEL)}
+    vit = _pretrain(variant, plan, seed, progress)
+    held = make_objects(1000, seed=40_000 + seed)
+    gate = backbone_gate(vit, held.images, held.labels, seed=seed)
+    synth = _synth_run(vit, plan, seed, progress)
+    if log.path is not None:
+        save_file({k: t.contiguous() for k, t in zip(_PANEL, synth["panel"])}, panel_file)
+        log.record(key, {"gate": [gate.nn_accuracy, gate.kmeans_ari], "metrics": synth["metrics"]})
+    return gate, synth
 
 
 def _stats(runs: list[dict], key: str) -> tuple[MeanStd, MeanStd]:
@@ -308,6 +341,7 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 8 x 8-token batches: a second thread costs more in hand-offs than it gains
     start = time.perf_counter()
+    log = RunLog(None if quick else out_dir)  # full mode: a rerun into the same folder skips finished seeds
     rows: list[ClaimRow] = []
     seconds: dict[str, float] = {}
     panel = None
@@ -317,10 +351,9 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
             t0 = time.perf_counter()
             gates, runs = [], []
             for seed in plan.seeds:
-                vit = _pretrain(variant, plan, seed, progress)
-                held = make_objects(1000, seed=40_000 + seed)
-                gates.append(backbone_gate(vit, held.images, held.labels, seed=seed))
-                runs.append(_synth_run(vit, plan, seed, progress))
+                gate, synth = _synth_unit(variant, plan, seed, progress, log, out_dir)
+                gates.append(gate)
+                runs.append(synth)
             rows += _synth_rows(variant, gates, runs)
             seconds[variant] = round(time.perf_counter() - t0, 1)
             if variant == "sup":
@@ -328,7 +361,9 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
                 rows += _paper_rows(*_stats(runs, "transfgu"))
         if plan.real_steps:
             t0 = time.perf_counter()
-            rows.append(_real_row(plan, plan.seeds[0], progress))
+            key = f"coco128|seed {plan.seeds[0]}|{_plan_key(plan)}"
+            real = log.get_or_run(key, lambda: dataclasses.asdict(_real_row(plan, plan.seeds[0], progress)))
+            rows.append(ClaimRow(**{**real, "verdict": Verdict(real["verdict"])}))
             seconds["coco128"] = round(time.perf_counter() - t0, 1)
     finally:
         torch.set_num_threads(threads)

@@ -42,3 +42,23 @@ def test_zendet_full_mode_detector_trainings_resume_from_the_log(tmp_path, monke
     again = zendet._detection_rows(searched, quick=False, log=RunLog(tmp_path))
     assert len(trained) == 6  # nothing retrained
     assert again[0].ours == first[0].ours
+
+
+def test_transfgu_full_mode_seed_units_resume_from_the_log(tmp_path, monkeypatch):
+    import torch
+
+    from damokit.reproduce import transfgu
+    from damokit.segmentation.transfgu.backbone import GateScores
+
+    calls = []
+    maps = torch.randint(0, 4, (3, 6, 32, 32))
+    panel = (torch.rand(6, 3, 32, 32), maps[0], maps[1], maps[2])
+    monkeypatch.setattr(transfgu, "_pretrain", lambda *a: calls.append("pretrain"))
+    monkeypatch.setattr(transfgu, "make_objects", lambda n, seed: type("Objects", (), {"images": 0, "labels": 0}))
+    monkeypatch.setattr(transfgu, "backbone_gate", lambda *a, **k: GateScores(0.6, 0.3))
+    monkeypatch.setattr(transfgu, "_synth_run", lambda *a: {"metrics": {"transfgu": (19.6, 70.1)}, "panel": panel})
+    first = transfgu._synth_unit("sup", transfgu.FULL, 1, False, RunLog(tmp_path), tmp_path)
+    gate, again = transfgu._synth_unit("sup", transfgu.FULL, 1, False, RunLog(tmp_path), tmp_path)
+    assert calls == ["pretrain"]  # the second call read the log and the panel file
+    assert gate == first[0] and again["metrics"] == {"transfgu": [19.6, 70.1]}
+    assert all(torch.equal(a, b) for a, b in zip(again["panel"], panel))
