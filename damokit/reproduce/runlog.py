@@ -4,19 +4,34 @@ Full modes take hours on 2 cores. Each expensive unit (one training run, one see
 object, under a key in ``out_dir/runs.jsonl`` (the line ``{"key": ..., **result}``) as soon as it finishes;
 rerunning the reproduction into the same folder reads the log and skips what is there. Appending whole lines
 keeps the log valid if the process dies mid-write (a cut-short last line is ignored), and grids over disjoint
-keys can share one folder.
+keys can share one folder. Units whose result is tensors (a pre-trained backbone, a score vector) keep them in
+``out_dir/artifacts/<name>.safetensors``, written atomically and read back without unpickling.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUN_LOG", "RunLog"]
+import torch
+
+from damokit.engine.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["RUN_LOG", "RunLog", "digest"]
 
 RUN_LOG = "runs.jsonl"
+_ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.=-]+")
+
+
+def digest(settings: Any) -> str:
+    """Ten hex digits naming a dataclass of settings, so results of other settings are never reused."""
+    text = json.dumps(dataclasses.asdict(settings), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 class RunLog:
@@ -48,3 +63,16 @@ class RunLog:
         if key not in self.done:
             self.record(key, fn())
         return self.done[key]
+
+    def tensors_or_run(self, name: str, fn: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The tensors saved as artifact ``name``, or ``fn()`` run now and saved (``RunLog(None)``: always run)."""
+        if not _ARTIFACT_NAME.fullmatch(name):
+            raise ValueError(f"artifact name {name!r} must use only letters, digits and _ . = -")
+        if self.path is None:
+            return fn()
+        path = self.path.parent / "artifacts" / f"{name}.safetensors"
+        if path.is_file():
+            return load_checkpoint(path)["tensors"]
+        tensors = fn()
+        save_checkpoint(path, {"tensors": dict(tensors)})
+        return tensors

@@ -22,7 +22,8 @@ IN + ReLU give 21.5 untrained); SGD, the official fine-tuning optimiser, moves a
 scratch (120 steps at LR 1e-2: 8.8 mAP; AdamW at 1e-3: 25.6; ICS 22.9 / 40.4); and after quick's 16 DINO
 steps with momentum 0.99 the teacher is still 92% its initialisation. Full mode runs the
 spec's sizes (300 + 300 identities per domain, a 10k pool, 10 DINO epochs, 30 fine-tuning epochs, 3 seeds)
-and takes several hours on 2 cores.
+and takes several hours on 2 cores; every pre-training, fine-tuning and clustering unit is logged in
+``out_dir`` (backbones as safetensors), so rerunning into the same folder resumes a killed run.
 
 Mini-scale settings (deviations from the paper's recipe, chosen for CPU budgets): DINO head out_dim
 1024 / hidden 256 / bottleneck 64, 4 local crops, teacher momentum 0.99, AdamW LR 1e-3; fine-tuning LR
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from damokit.data.reid_synth import synthetic_reid, synthetic_reid_pool
 from damokit.engine import TrainConfig
@@ -47,6 +49,7 @@ from damokit.reid.model import ReIDModel, transreid_ssl_ics_tiny, transreid_ssl_
 from damokit.reid.train import ReIDRecipe, evaluate_model, extract_features, train_supervised
 from damokit.reid.usl import USLRecipe, train_usl
 from damokit.reproduce.result import ClaimRow, ReproResult, conditions, verdict_from
+from damokit.reproduce.runlog import RunLog, digest
 from damokit.selection.cfs import cfs_scores, select_by_cfs
 
 __all__ = ["MiniPreset", "PRESETS", "run"]
@@ -160,30 +163,62 @@ def _pku_both(model: ReIDModel, pku: list[dict], bn: bool = False) -> tuple[floa
     return sum(s[0] for s in scores) / 2, sum(s[1] for s in scores) / 2
 
 
-def _one_seed(p: MiniPreset, seed: int) -> dict[str, float]:
+class _Units:
+    """One seed's expensive units, each logged (metrics) or saved (backbones, scores) so a killed run resumes."""
+
+    def __init__(self, p: MiniPreset, seed: int, log: RunLog, bar):
+        self.p, self.seed, self.log, self.bar = p, seed, log, bar
+        self.tag = f"seed{seed}_{digest(p)}"
+
+    def metrics(self, name: str, fn) -> dict[str, float]:
+        self.bar.set_postfix_str(f"seed {self.seed}: {name}")
+        out = self.log.get_or_run(f"{name}|{self.tag}", fn)
+        self.bar.update()
+        return out
+
+    def tensors(self, name: str, fn) -> dict[str, torch.Tensor]:
+        self.bar.set_postfix_str(f"seed {self.seed}: {name}")
+        out = self.log.tensors_or_run(f"{name}_{self.tag}", fn)
+        self.bar.update()
+        return out
+
+
+UNITS_PER_SEED = 15
+
+
+def _one_seed(p: MiniPreset, seed: int, log: RunLog, bar) -> dict[str, float]:
     A = synthetic_reid("A", n_train_ids=p.train_ids, n_test_ids=p.test_ids, seed=seed, max_per_camera=p.max_per_camera)
     B = synthetic_reid("B", n_train_ids=1, n_test_ids=p.test_ids, seed=seed, max_per_camera=p.max_per_camera)
     pool, relevant = synthetic_reid_pool(p.pool, n_ids=p.pool_ids, seed=seed)
+    units = _Units(p, seed, log, bar)
     out: dict[str, float] = {}
 
-    def record(name: str, model: ReIDModel, data: dict = A) -> None:
-        out[f"{name}_mAP"], out[f"{name}_r1"] = _score(model, data)
+    def scored(name: str, model: ReIDModel, cross_domain: bool = False) -> dict[str, float]:
+        scores = dict(zip((f"{name}_mAP", f"{name}_r1"), _score(model, A)))
+        if cross_domain:
+            scores.update(zip((f"{name}_AtoB_mAP", f"{name}_AtoB_r1"), _score(model, B)))
+        return scores
+
+    def pretrained(name: str, stem: str, images: torch.Tensor, epochs: int) -> dict[str, torch.Tensor]:
+        return units.tensors(f"dino_{name}", lambda: _pretrain(stem, images, epochs, p.dino_batch, seed))
 
     for name, data in (("pixels", A), ("pixels_AtoB", B)):  # untrained references
         q, g = data["query"], data["gallery"]
         ref = evaluate_features(_pixels(q.images), _pixels(g.images), q.pids, g.pids, q.camids, g.camids)
         out[f"{name}_mAP"], out[f"{name}_r1"] = ref.mAP, float(ref.cmc[0])
-    record("scratch", _finetune("patchify", None, A["train"], p, seed))
-    full = _pretrain("patchify", pool, p.dino_epochs, p.dino_batch, seed)
-    full_model = _finetune("patchify", full, A["train"], p, seed)
-    record("full", full_model)
-    record("full_AtoB", full_model, B)
+    out |= units.metrics("scratch", lambda: scored("scratch", _finetune("patchify", None, A["train"], p, seed)))
+    full = pretrained("full", "patchify", pool, p.dino_epochs)
+    out |= units.metrics("full", lambda: scored("full", _finetune("patchify", full, A["train"], p, seed), True))
     # CFS: source = short DINO, target = source fine-tuned on domain-A train
-    source = _pretrain("patchify", pool, p.cfs_source_epochs, p.dino_batch, seed)
-    src_model = transreid_ssl_tiny()
-    src_model.base.load_state_dict(source)
-    tgt_model = _finetune("patchify", source, A["train"], p, seed)
-    scores = cfs_scores(src_model.base, tgt_model.base, pool)
+    source = pretrained("cfs_source", "patchify", pool, p.cfs_source_epochs)
+
+    def score_pool() -> dict[str, torch.Tensor]:
+        src_model = transreid_ssl_tiny()
+        src_model.base.load_state_dict(source)
+        tgt_model = _finetune("patchify", source, A["train"], p, seed)
+        return {"scores": cfs_scores(src_model.base, tgt_model.base, pool)}
+
+    scores = units.tensors("cfs_scores", score_pool)["scores"]
     half = len(pool) // 2
     for keep in ("high", "low"):
         kept = select_by_cfs(scores, keep_num=half, keep=keep)
@@ -191,25 +226,26 @@ def _one_seed(p: MiniPreset, seed: int) -> dict[str, float]:
     direction = "high" if out["cfs_high_relevant"] >= out["cfs_low_relevant"] else "low"
     out["cfs_direction_high"] = float(direction == "high")
     kept = select_by_cfs(scores, keep_num=half, keep=direction)
-    cfs_backbone = _pretrain("patchify", pool[kept], p.dino_epochs, p.dino_batch, seed)
-    record("cfs", _finetune("patchify", cfs_backbone, A["train"], p, seed))
+    cfs_backbone = pretrained("cfs", "patchify", pool[kept], p.dino_epochs)
+    out |= units.metrics("cfs", lambda: scored("cfs", _finetune("patchify", cfs_backbone, A["train"], p, seed)))
     rand = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:half]
-    record(
-        "random",
-        _finetune(
-            "patchify", _pretrain("patchify", pool[rand], p.dino_epochs, p.dino_batch, seed), A["train"], p, seed
-        ),
+    random_backbone = pretrained("random", "patchify", pool[rand], p.dino_epochs)
+    out |= units.metrics(
+        "random", lambda: scored("random", _finetune("patchify", random_backbone, A["train"], p, seed))
     )
-    ics_model = _finetune("ics", _pretrain("ics", pool, p.dino_epochs, p.dino_batch, seed), A["train"], p, seed)
-    record("ics", ics_model)
-    record("ics_AtoB", ics_model, B)
-    # USL from the CFS backbone on domain-A train images, labels unused
-    usl_model = transreid_ssl_tiny()
-    usl_model.base.load_state_dict(cfs_backbone)
-    out["dino_only_mAP"], out["dino_only_r1"] = _bn_score(usl_model, A)
+    ics_backbone = pretrained("ics", "ics", pool, p.dino_epochs)
+    out |= units.metrics("ics", lambda: scored("ics", _finetune("ics", ics_backbone, A["train"], p, seed), True))
     usl = USLRecipe(epochs=p.usl_epochs, iters=p.usl_iters, P=8, K=4, lr=3.5e-3, eps=0.6, k1=20, k2=6, seed=seed)
-    train_usl(usl_model, A["train"].images, usl)
-    out["usl_mAP"], out["usl_r1"] = _bn_score(usl_model, A)
+
+    def cluster_contrast() -> dict[str, float]:
+        """USL from the CFS backbone on domain-A train images, labels unused."""
+        model = transreid_ssl_tiny()
+        model.base.load_state_dict(cfs_backbone)
+        scores = dict(zip(("dino_only_mAP", "dino_only_r1"), _bn_score(model, A)))
+        train_usl(model, A["train"].images, usl)
+        return scores | dict(zip(("usl_mAP", "usl_r1"), _bn_score(model, A)))
+
+    out |= units.metrics("usl", cluster_contrast)
     # real data: PKU-Reid mini, cross-camera
     pku = [load_pku_reid((64, 32), query_camera=c) for c in (0, 1)]
     refs = [
@@ -218,16 +254,21 @@ def _one_seed(p: MiniPreset, seed: int) -> dict[str, float]:
         for d in pku
     ]  # fmt: skip
     out["pixels_pku_mAP"] = sum(r.mAP for r in refs) / 2
-    out["pku_scratch_mAP"], out["pku_scratch_r1"] = _pku_both(
-        _finetune("patchify", None, pku[0]["train"], p, seed, p.pku_epochs), pku
-    )
-    out["pku_ssl_mAP"], out["pku_ssl_r1"] = _pku_both(
-        _finetune("patchify", full, pku[0]["train"], p, seed, p.pku_epochs), pku
-    )
-    pku_usl = transreid_ssl_tiny()
-    pku_usl.base.load_state_dict(full)
-    train_usl(pku_usl, pku[0]["train"].images, usl)
-    out["pku_usl_mAP"], out["pku_usl_r1"] = _pku_both(pku_usl, pku, bn=True)
+
+    def pku_finetuned(name: str, init: dict | None) -> dict[str, float]:
+        model = _finetune("patchify", init, pku[0]["train"], p, seed, p.pku_epochs)
+        return dict(zip((f"{name}_mAP", f"{name}_r1"), _pku_both(model, pku)))
+
+    out |= units.metrics("pku_scratch", lambda: pku_finetuned("pku_scratch", None))
+    out |= units.metrics("pku_ssl", lambda: pku_finetuned("pku_ssl", full))
+
+    def pku_cluster_contrast() -> dict[str, float]:
+        model = transreid_ssl_tiny()
+        model.base.load_state_dict(full)
+        train_usl(model, pku[0]["train"].images, usl)
+        return dict(zip(("pku_usl_mAP", "pku_usl_r1"), _pku_both(model, pku, bn=True)))
+
+    out |= units.metrics("pku_usl", pku_cluster_contrast)
     return out
 
 
@@ -279,20 +320,22 @@ def run(quick: bool, out_dir: Path, preset: str | None = None) -> ReproResult:
     p = PRESETS[preset or ("quick" if quick else "full")]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    small = p is not PRESETS["full"]
     threads = torch.get_num_threads()
-    if p is not PRESETS["full"]:
+    if small:
         # batches of 32 images of 64x32 px: a second OpenMP thread gains little, and on a loaded machine
         # its spin-waits cost ~9x the CPU time (quick: 317 vs 34 CPU-s for identical results)
         torch.set_num_threads(1)
+    log = RunLog(out_dir if p is PRESETS["full"] else None)  # full mode: a rerun into out_dir resumes
     try:
-        runs = [_one_seed(p, seed) for seed in p.seeds]
+        with tqdm(total=UNITS_PER_SEED * len(p.seeds), desc="transreid_ssl units", disable=small) as bar:
+            runs = [_one_seed(p, seed, log, bar) for seed in p.seeds]
     finally:
         torch.set_num_threads(threads)
     stats = {k: _mean_std([r[k] for r in runs]) for k in runs[0]}
     m = lambda k: stats[k][0]  # noqa: E731
     seeds = f"{len(p.seeds)} seed(s), mean ± std"
     high_ok = m("cfs_high_relevant") >= m("cfs_low_relevant")
-    small = p is not PRESETS["full"]
 
     def judged(holds: bool, *keys: str, ref: str = "pixels_mAP", note: str = seeds) -> tuple:
         """Verdict and note; at quick/smoke scale a comparison where no model beats raw pixels claims nothing."""

@@ -1,7 +1,12 @@
 """The full-mode run log: finished units are recorded once and skipped on a rerun into the same folder."""
 
+import dataclasses
+
+import pytest
+import torch
+
 from damokit.reproduce import zendet
-from damokit.reproduce.runlog import RUN_LOG, RunLog
+from damokit.reproduce.runlog import RUN_LOG, RunLog, digest
 
 
 def test_run_log_records_and_reloads_and_ignores_a_cut_short_line(tmp_path):
@@ -26,6 +31,33 @@ def test_run_log_without_a_folder_writes_nothing(tmp_path, monkeypatch):
     log = RunLog(None)
     log.record("a", {"x": 1})
     assert log.get("a") == {"x": 1} and not list(tmp_path.iterdir())
+
+
+def test_tensor_artifacts_are_saved_once_and_reloaded_exactly(tmp_path):
+    calls = []
+
+    def unit():
+        calls.append(1)
+        return {"blocks.0.weight": torch.randn(3, 4), "pos": torch.arange(5)}
+
+    first = RunLog(tmp_path).tensors_or_run("backbone_seed0", unit)
+    again = RunLog(tmp_path).tensors_or_run("backbone_seed0", unit)
+    assert len(calls) == 1 and first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    RunLog(None).tensors_or_run("backbone_seed0", unit)
+    assert len(calls) == 2  # no folder: nothing is remembered
+    with pytest.raises(ValueError, match="artifact name"):
+        RunLog(tmp_path).tensors_or_run("../escape", unit)
+
+
+def test_digest_names_settings_and_changes_with_them():
+    @dataclasses.dataclass(frozen=True)
+    class Plan:
+        epochs: int
+        lr: float
+
+    assert digest(Plan(3, 0.1)) == digest(Plan(3, 0.1)) != digest(Plan(4, 0.1))
+    assert len(digest(Plan(3, 0.1))) == 10
 
 
 def test_zendet_full_mode_detector_trainings_resume_from_the_log(tmp_path, monkeypatch):
