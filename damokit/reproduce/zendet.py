@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from damokit.nas.bench_macro import MACRO_NUM_LAYERS, load_bench_macro, macro_structure
 from damokit.nas.structure import Block, Structure
@@ -96,7 +97,6 @@ def run_macro_search(scores: dict[str, float], budget_flops: float, *, populatio
 
 @register_reproduction("zendet", paper="2111.13336")
 def run(quick: bool, out_dir: Path) -> ReproResult:
-    torch.set_num_threads(2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -154,7 +154,7 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
             entropy_score(
                 structures[i], mode="forward", resolution=32, batch=4 if quick else 32, repeat=1 if quick else 4
             )
-            for i in idx
+            for i in tqdm(idx, desc="forward-pass entropy", disable=quick)
         ]
     )
     pearson = float(np.corrcoef(fwd, entropy[idx])[0, 1])
@@ -169,7 +169,12 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
         )
     )
     zidx = rng.choice(len(bench), n_zen, replace=False)
-    zen = np.array([zen_score(structures[i], batch=8 if quick else 16, resolution=32, seed=int(i)) for i in zidx])
+    zen = np.array(
+        [
+            zen_score(structures[i], batch=8 if quick else 16, resolution=32, seed=int(i))
+            for i in tqdm(zidx, desc="Zen-score", disable=quick)
+        ]
+    )
     zen_tau, ent_tau_sub = _tau(zen, acc[zidx])[0], _tau(entropy[zidx], acc[zidx])[0]
     rows.append(
         ClaimRow(
