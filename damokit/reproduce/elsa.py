@@ -17,6 +17,7 @@ the last epoch (no model selection on the test set).
   CIFAR-10-mini (10k train / 2k test, 32×32 colour) with a 3-stage model (``swin_lsa_cifar`` /
   ``elsa_swin_cifar``), 30 epochs, batch 128, lr 2e-3, plus random horizontal flips.
 
+Full mode logs each finished run in ``out_dir``, so rerunning into the same folder resumes a killed run.
 Runs are spread over ``workers`` processes with one thread each (small models run faster on one thread and
 two processes fill the two cores). The toy measures the direction of the effect, not its ImageNet size.
 """
@@ -25,16 +26,18 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from damokit.engine import TrainConfig, fit
 from damokit.registry import create_model, register_reproduction
 from damokit.reproduce.result import ClaimRow, ReproResult, Verdict, conditions, verdict_from
+from damokit.reproduce.runlog import RunLog, digest
 from damokit.vision.classify import load_classification_data, predict, shift_flip_loss
 
 __all__ = ["ELSARecipe", "PRESETS", "VARIANTS", "train_variant", "run_recipe", "run"]
@@ -133,13 +136,26 @@ def _train_in_worker(args) -> dict:
     return train_variant(*args)
 
 
-def run_recipe(recipe: ELSARecipe, progress: bool = False) -> list[dict]:
-    """Every (variant, seed) run of ``recipe``, in ``recipe.workers`` processes."""
-    jobs = [(recipe, v, s, progress and recipe.workers == 1) for s in recipe.seeds for v in recipe.variants]
+def run_recipe(recipe: ELSARecipe, progress: bool = False, log: RunLog | None = None) -> list[dict]:
+    """Every (variant, seed) run of ``recipe``, in ``recipe.workers`` processes.
+
+    Runs already in ``log`` are not trained again; each new one is logged as soon as it finishes.
+    """
+    log = log or RunLog(None)
+    settings = digest(replace(recipe, variants=(), seeds=(), workers=1))  # what a run's result depends on
+    key = lambda v, s: f"{recipe.data}|{v}|seed {s}|{settings}"  # noqa: E731
+    todo = [(v, s) for s in recipe.seeds for v in recipe.variants if log.get(key(v, s)) is None]
+    bar = tqdm(total=len(todo), desc=f"ELSA {recipe.data} runs", disable=not progress or recipe.workers <= 1)
     if recipe.workers <= 1:
-        return [train_variant(*job) for job in jobs]
-    with ProcessPoolExecutor(recipe.workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_train_in_worker, jobs))
+        for v, s in todo:
+            log.record(key(v, s), train_variant(recipe, v, s, progress))
+    else:
+        with ProcessPoolExecutor(recipe.workers, mp_context=get_context("spawn")) as pool, bar:
+            futures = {pool.submit(_train_in_worker, (recipe, v, s)): (v, s) for v, s in todo}
+            for future in as_completed(futures):
+                log.record(key(*futures[future]), future.result())
+                bar.update()
+    return [log.get(key(v, s)) for s in recipe.seeds for v in recipe.variants]
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -276,7 +292,8 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
         if quick
         else {"digits": PRESETS["digits"], "cifar10_mini": PRESETS["cifar10_mini"]}
     )
-    results = {tag: (recipe, run_recipe(recipe, progress=not quick)) for tag, recipe in plan.items()}
+    log = RunLog(None if quick else out_dir)  # full mode: a rerun into out_dir skips the finished runs
+    results = {tag: (recipe, run_recipe(recipe, progress=not quick, log=log)) for tag, recipe in plan.items()}
     rows = [row for tag, (recipe, runs) in results.items() for row in _rows(runs, recipe, tag)]
     rows.append(_param_row(("T",) if quick else ("T", "S", "B")))
     return ReproResult(

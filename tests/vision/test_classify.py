@@ -7,7 +7,9 @@ import torch
 
 from damokit import registry
 from damokit.cli import main
+from damokit.reproduce import elsa as elsa_repro
 from damokit.reproduce.elsa import PRESETS, run_recipe, train_variant
+from damokit.reproduce.runlog import RunLog
 from damokit.vision.classify import (
     confusion_matrix,
     load_classification_data,
@@ -112,6 +114,22 @@ def test_reproduction_smoke_both_variants_train():
     first, second = train_variant(short, "elsa", 0), train_variant(short, "elsa", 0)
     second["seconds_per_step"] = first["seconds_per_step"]  # the only field allowed to differ
     assert first == second
+
+
+def test_reproduction_runs_resume_from_the_log(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_train(recipe, variant, seed, progress=False):
+        trained.append((variant, seed))
+        return {"variant": variant, "seed": seed, "top1": 0.5 + seed / 10}
+
+    monkeypatch.setattr(elsa_repro, "train_variant", fake_train)
+    recipe = replace(PRESETS["smoke"], seeds=(0, 1))
+    first = run_recipe(recipe, log=RunLog(tmp_path))
+    assert len(trained) == 4 and [r["seed"] for r in first] == [0, 0, 1, 1]
+    assert run_recipe(recipe, log=RunLog(tmp_path)) == first and len(trained) == 4  # nothing retrained
+    run_recipe(replace(recipe, lr=1e-3), log=RunLog(tmp_path))  # other settings: other runs
+    assert len(trained) == 8
 
 
 def test_reproduction_errors():
