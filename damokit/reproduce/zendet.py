@@ -320,7 +320,9 @@ def resnet_like(flops: float, resolution: int, depths: tuple[int, ...] = (3, 4, 
     return build(lo)
 
 
-def _train_detector(structure: Structure, seed: int, epochs: int, n_train: int | None, n_test: int | None) -> float:
+def _train_detector(
+    structure: Structure, seed: int, epochs: int, n_train: int | None, n_test: int | None, progress: bool = False
+) -> float:
     """Train the FCOS-style detector on BCCD train (engine.fit) and return test mAP@[.5:.95]."""
     from damokit.engine import TrainConfig, fit
     from damokit.nas.zendet_detect import BCCDDataset, FCOSDetector, coco_map, collate_detection, fcos_loss, load_bccd
@@ -342,7 +344,7 @@ def _train_detector(structure: Structure, seed: int, epochs: int, n_train: int |
         warmup_steps=20,
         grad_clip=5.0,
         seed=seed,
-        progress=False,
+        progress=progress,
     )
     fit(
         model,
@@ -369,7 +371,8 @@ def _detection_rows(searched: Structure, quick: bool, log: RunLog) -> list[Claim
         for name, structure in (("searched", searched), ("resnet", baseline)):
             key = f"detector|{structure.to_json()}|seed {seed}|{epochs} epochs"
             result = log.get_or_run(
-                key, lambda s=structure, sd=seed: {"map": _train_detector(s, sd, epochs, n_train, n_test)}
+                key,
+                lambda s=structure, sd=seed: {"map": _train_detector(s, sd, epochs, n_train, n_test, not quick)},
             )
             maps[name].append(result["map"])
     ours, base = 100 * np.mean(maps["searched"]), 100 * np.mean(maps["resnet"])

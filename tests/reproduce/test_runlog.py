@@ -63,7 +63,7 @@ def test_digest_names_settings_and_changes_with_them():
 def test_zendet_full_mode_detector_trainings_resume_from_the_log(tmp_path, monkeypatch):
     trained = []
 
-    def fake_train(structure, seed, epochs, n_train, n_test):
+    def fake_train(structure, seed, epochs, n_train, n_test, progress):
         trained.append((seed, epochs))
         return 0.1 + 0.01 * seed
 
