@@ -27,7 +27,7 @@ from damokit.nas.structure import Block, Structure
 from damokit.nas.zen import DETECTION_STAGE_WEIGHTS, entropy_score, zen_score
 from damokit.nas.zendet import MAEDET_STRUCTURES, Budget, search
 from damokit.registry import register_reproduction
-from damokit.reproduce.result import ClaimRow, ReproResult, conditions, verdict_from
+from damokit.reproduce.result import ClaimRow, ReproResult, conditions, paired_verdict, verdict_from
 from damokit.reproduce.runlog import RunLog
 
 __all__ = ["run", "run_macro_search", "SMALL_SPACE_INIT", "SMALL_SPACE_BUDGET"]
@@ -376,7 +376,10 @@ def _detection_rows(searched: Structure, quick: bool, log: RunLog) -> list[Claim
             )
             maps[name].append(result["map"])
     ours, base = 100 * np.mean(maps["searched"]), 100 * np.mean(maps["resnet"])
+    diffs = [100 * (a - b) for a, b in zip(maps["searched"], maps["resnet"])]  # same seed: same data order
+    verdict, paired = paired_verdict(diffs)
     gflops = f"{searched.flops(160) / 1e6:.0f} vs {baseline.flops(160) / 1e6:.0f} MFLOPs at 160x120"
+    per_seed = ", ".join(f"{100 * a:.1f}/{100 * b:.1f}" for a, b in zip(maps["searched"], maps["resnet"]))
     return [
         ClaimRow(
             "searched backbone beats ResNet at equal FLOPs in a one-stage detector",
@@ -384,9 +387,9 @@ def _detection_rows(searched: Structure, quick: bool, log: RunLog) -> list[Claim
             "+2.0 mAP (COCO, GFLV2)",
             "abstract",
             f"{ours:.1f} vs {base:.1f} ({ours - base:+.1f})",
-            verdict_from(ours > base, comparable=not quick),
+            verdict if not quick else verdict_from(ours > base, comparable=False),
             note=(f"quick: {epochs} epoch on {n_train} images, {n_test} test images: a smoke run; " if quick else "")
-            + f"FCOS-style head, from scratch, {epochs} epochs; {gflops}",
+            + f"FCOS-style head, from scratch, {epochs} epochs; {gflops}; per seed {per_seed}; {paired} (points)",
         )
     ]
 

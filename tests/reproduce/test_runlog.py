@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from damokit.reproduce import zendet
+from damokit.reproduce.result import Verdict
 from damokit.reproduce.runlog import RUN_LOG, RunLog, digest
 
 
@@ -65,12 +66,13 @@ def test_zendet_full_mode_detector_trainings_resume_from_the_log(tmp_path, monke
 
     def fake_train(structure, seed, epochs, n_train, n_test, progress):
         trained.append((seed, epochs))
-        return 0.1 + 0.01 * seed
+        return 0.1 + 0.01 * seed + (0.005 if structure == searched else 0.0)
 
     monkeypatch.setattr(zendet, "_train_detector", fake_train)
     searched = zendet.SMALL_SPACE_INIT
     first = zendet._detection_rows(searched, quick=False, log=RunLog(tmp_path))
     assert len(trained) == 6 and {e for _, e in trained} == {30}  # 2 detectors x 3 seeds, 30 epochs
+    assert first[0].verdict is Verdict.HOLDS and "per seed 10.5/10.0, 11.5/11.0" in first[0].note
     again = zendet._detection_rows(searched, quick=False, log=RunLog(tmp_path))
     assert len(trained) == 6  # nothing retrained
     assert again[0].ours == first[0].ours
