@@ -123,17 +123,20 @@ def load_classification_data(
     return ClassificationData(x[train], y[train], x[test], y[test], classes)
 
 
-def shift_flip_loss(max_shift: int = 0, flip: bool = False, seed: int = 0):
+def shift_flip_loss(max_shift: int = 0, flip: bool = False):
     """Cross-entropy ``loss_fn(model, (x, y))`` for ``fit`` with a random cyclic shift of the batch by up to
-    ``max_shift`` pixels and an optional random horizontal flip (one draw per batch, from ``seed``)."""
-    gen = torch.Generator().manual_seed(10_000 + seed)
+    ``max_shift`` pixels and an optional random horizontal flip (one draw per batch).
+
+    The draws come from the global RNG, which ``fit`` seeds from ``config.seed`` and stores in its
+    checkpoints, so a resumed run continues exactly as an uninterrupted one.
+    """
 
     def loss_fn(model: nn.Module, batch) -> torch.Tensor:
         x, y = batch
         if max_shift:
-            dy, dx = torch.randint(-max_shift, max_shift + 1, (2,), generator=gen).tolist()
+            dy, dx = torch.randint(-max_shift, max_shift + 1, (2,)).tolist()
             x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-        if flip and torch.rand((), generator=gen) < 0.5:
+        if flip and torch.rand(()) < 0.5:
             x = x.flip(3)
         return F.cross_entropy(model(x), y)
 
@@ -203,7 +206,7 @@ def train_classifier(
     return fit(
         model,
         (data.x_train[train], data.y_train[train]),
-        loss_fn=shift_flip_loss(max_shift, flip, config.seed),
+        loss_fn=shift_flip_loss(max_shift, flip),
         config=config,
         val_set=(data.x_train[val], data.y_train[val]),
         eval_fn=accuracy,

@@ -70,11 +70,15 @@ def test_confusion_matrix_golden():
     assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
 
 
-def test_shift_flip_loss_is_seeded():
+def test_shift_flip_loss_draws_from_the_seeded_global_rng():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
     batch = (torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 0, 1]))
-    a, b = shift_flip_loss(1, True, seed=5), shift_flip_loss(1, True, seed=5)
-    assert [a(model, batch).item() for _ in range(4)] == [b(model, batch).item() for _ in range(4)]
+    loss = shift_flip_loss(1, True)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        runs.append([loss(model, batch).item() for _ in range(8)])
+    assert runs[0] == runs[1] and len(set(runs[0])) > 1  # seeded, and the batch is really transformed
 
 
 def test_cli_train_eval_on_image_folder(tmp_path, capsys):
@@ -119,7 +123,7 @@ def test_reproduction_smoke_both_variants_train():
 def test_reproduction_runs_resume_from_the_log(tmp_path, monkeypatch):
     trained = []
 
-    def fake_train(recipe, variant, seed, progress=False):
+    def fake_train(recipe, variant, seed, progress=False, checkpoint_dir=None):
         trained.append((variant, seed))
         return {"variant": variant, "seed": seed, "top1": 0.5 + seed / 10}
 
@@ -130,6 +134,39 @@ def test_reproduction_runs_resume_from_the_log(tmp_path, monkeypatch):
     assert run_recipe(recipe, log=RunLog(tmp_path)) == first and len(trained) == 4  # nothing retrained
     run_recipe(replace(recipe, lr=1e-3), log=RunLog(tmp_path))  # other settings: other runs
     assert len(trained) == 8
+
+
+def test_reproduction_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    recipe = replace(PRESETS["smoke"], max_shift=1, flip=True)  # 3 epochs x 4 steps, augmentation on
+    torch.set_num_threads(1)
+    whole = train_variant(recipe, "elsa", 0)
+    monkeypatch.setattr(elsa_repro, "CHECKPOINT_EVERY", 2)
+    real_loss = elsa_repro.shift_flip_loss
+
+    def killed_at_step_7(*args):
+        loss, calls = real_loss(*args), []
+
+        def counted(model, batch):
+            calls.append(1)
+            if len(calls) == 7:
+                raise KeyboardInterrupt  # the process dies mid-epoch 2; the last checkpoint is at step 6
+            return loss(model, batch)
+
+        return counted
+
+    monkeypatch.setattr(elsa_repro, "shift_flip_loss", killed_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        train_variant(recipe, "elsa", 0, checkpoint_dir=tmp_path)
+    steps_after_resume = []
+
+    def counted_loss(*args):
+        loss = real_loss(*args)
+        return lambda model, batch: steps_after_resume.append(1) or loss(model, batch)
+
+    monkeypatch.setattr(elsa_repro, "shift_flip_loss", counted_loss)
+    resumed = train_variant(recipe, "elsa", 0, checkpoint_dir=tmp_path)
+    assert len(steps_after_resume) == 6  # steps 7-12 only: it continued from the checkpoint
+    assert resumed["top1"] == whole["top1"] and resumed["train_loss"] == whole["train_loss"]
 
 
 def test_reproduction_errors():
