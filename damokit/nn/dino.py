@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -510,7 +511,7 @@ def fit_dino(
     config: TrainConfig,
     *,
     weight_decay_end: float | None = 0.4,
-    out_dir: str | None = None,
+    out_dir: str | os.PathLike | None = None,
     resume: bool = False,
 ) -> FitResult:
     """Pre-train ``dino`` on ``images`` ((N, 3, H, W), uint8 or float in [0, 1]) with ``damokit.engine.fit``.

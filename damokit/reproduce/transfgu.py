@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from damokit.engine.probes import MeanStd, mean_std
 from damokit.nn.vit import VisionTransformer
 from damokit.registry import register_reproduction
 from damokit.reproduce.result import ClaimRow, ReproResult, Verdict, conditions, verdict_from
-from damokit.reproduce.runlog import RunLog
+from damokit.reproduce.runlog import RunLog, digest
 from damokit.segmentation import confusion_matrix, segmentation_scores
 from damokit.segmentation.transfgu import PRESETS, TransFGU, patch_kmeans, pixel_kmeans
 from damokit.segmentation.transfgu.backbone import (
@@ -51,6 +52,7 @@ from damokit.segmentation.transfgu.losses import normalise_pseudo_labels
 __all__ = ["run"]
 
 N_CLASSES = 5  # background + 4 shapes
+CHECKPOINT_EVERY = 100  # full-mode pre-training steps between checkpoints (a backbone is 2,500-3,000 steps)
 GATE_MIN = 0.6  # spec §9.2: the comparison is interpreted only if 1-NN shape accuracy >= 0.6 (chance 0.25)
 MARGIN = 5.0  # spec §9.4: TransFGU mIoU >= max(patch k-means, trivial) + 5 points
 PAPER = {  # official README table (spec §6): mIoU / pAcc, %
@@ -95,7 +97,18 @@ def _scores(target: torch.Tensor, pred: torch.Tensor, n: int = N_CLASSES):
     return segmentation_scores(confusion_matrix(target, pred, n))
 
 
-def _pretrain(variant: str, plan: _Plan, seed: int, progress: bool) -> VisionTransformer:
+def _checkpointing(config, checkpoint_dir: Path | None) -> dict:
+    """``fit`` settings that checkpoint a full-mode pre-training every ``CHECKPOINT_EVERY`` steps and resume it."""
+    if checkpoint_dir is None:
+        return {"config": config}
+    config = dataclasses.replace(config, checkpoint_every=CHECKPOINT_EVERY)
+    return {"config": config, "out_dir": checkpoint_dir, "resume": True}
+
+
+def _pretrain(
+    variant: str, plan: _Plan, seed: int, progress: bool, checkpoint_dir: Path | None = None
+) -> VisionTransformer:
+    """The (variant, seed) backbone; with ``checkpoint_dir`` the pre-training checkpoints and continues there."""
     objects = make_objects(plan.n_objects, seed=10_000 + seed)
     torch.manual_seed(seed)
     vit = transfgu_vit_mini()
@@ -105,9 +118,9 @@ def _pretrain(variant: str, plan: _Plan, seed: int, progress: bool) -> VisionTra
     else:
         config = pretrain_config("dino", plan.ssl_steps, len(objects.images), seed=seed, progress=progress)
     if variant == "sup":
-        pretrain_supervised(vit, objects.images, objects.labels, config)
+        pretrain_supervised(vit, objects.images, objects.labels, **_checkpointing(config, checkpoint_dir))
     else:
-        pretrain_dino(vit, objects.images, config)
+        pretrain_dino(vit, objects.images, **_checkpointing(config, checkpoint_dir))
     return vit.eval()
 
 
@@ -152,6 +165,11 @@ def _plan_key(plan: _Plan) -> str:
     return json.dumps(dataclasses.asdict(plan), sort_keys=True)
 
 
+def _checkpoint_dir(log: RunLog, unit: str, plan: _Plan) -> Path | None:
+    """Where a full-mode unit's pre-training checkpoints (named by the plan's digest), or None (quick)."""
+    return None if log.path is None else log.path.parent / "checkpoints" / f"{unit}_{digest(plan)}"
+
+
 def _synth_unit(variant: str, plan: _Plan, seed: int, progress: bool, log: RunLog, out_dir: Path):
     """Backbone pre-training, its gate and every method on one seed's scenes, or their logged results.
 
@@ -165,13 +183,15 @@ def _synth_unit(variant: str, plan: _Plan, seed: int, progress: bool, log: RunLo
     if logged is not None and panel_file.is_file():
         panel = load_file(panel_file)
         return GateScores(*logged["gate"]), {"metrics": logged["metrics"], "panel": tuple(panel[k] for k in _PANEL)}
-    vit = _pretrain(variant, plan, seed, progress)
+    checkpoints = _checkpoint_dir(log, f"{variant}_seed{seed}", plan)
+    vit = _pretrain(variant, plan, seed, progress, checkpoints)
     held = make_objects(1000, seed=40_000 + seed)
     gate = backbone_gate(vit, held.images, held.labels, seed=seed)
     synth = _synth_run(vit, plan, seed, progress)
     if log.path is not None:
         save_file({k: t.contiguous() for k, t in zip(_PANEL, synth["panel"])}, panel_file)
         log.record(key, {"gate": [gate.nn_accuracy, gate.kmeans_ari], "metrics": synth["metrics"]})
+        shutil.rmtree(checkpoints, ignore_errors=True)  # logged: the pre-training checkpoints are spent
     return gate, synth
 
 
@@ -256,7 +276,7 @@ def _paper_rows(ours_miou: MeanStd, ours_pacc: MeanStd) -> list[ClaimRow]:
     ]
 
 
-def _real_row(plan: _Plan, seed: int, progress: bool) -> ClaimRow:
+def _real_row(plan: _Plan, seed: int, progress: bool, checkpoint_dir: Path | None = None) -> ClaimRow:
     """Tiny ViT with DINO on CIFAR-10-mini + COCO128 train crops, then TransFGU vs patch k-means (27 classes)."""
     from damokit.data.coco128_stuff import load_coco128_stuff
     from damokit.data.images import load_cifar10_mini
@@ -270,7 +290,7 @@ def _real_row(plan: _Plan, seed: int, progress: bool) -> ClaimRow:
     torch.manual_seed(seed)
     vit = transfgu_vit_mini()
     config = pretrain_config("dino", plan.real_steps, len(photos), seed=seed, progress=progress)
-    pretrain_dino(vit, photos, config)
+    pretrain_dino(vit, photos, **_checkpointing(config, checkpoint_dir))
     x_train = F.interpolate(train.images, size=size, mode="bilinear", antialias=True)
     x_val = F.interpolate(val.images, size=size, mode="bilinear", antialias=True)
     y_val = F.interpolate(val.masks[:, None].float(), size=size, mode="nearest")[:, 0].long()  # spec §6: GT nearest
@@ -362,7 +382,12 @@ def run(quick: bool, out_dir: Path) -> ReproResult:
         if plan.real_steps:
             t0 = time.perf_counter()
             key = f"coco128|seed {plan.seeds[0]}|{_plan_key(plan)}"
-            real = log.get_or_run(key, lambda: dataclasses.asdict(_real_row(plan, plan.seeds[0], progress)))
+            checkpoints = _checkpoint_dir(log, "coco128", plan)
+            real = log.get_or_run(
+                key, lambda: dataclasses.asdict(_real_row(plan, plan.seeds[0], progress, checkpoints))
+            )
+            if checkpoints is not None:
+                shutil.rmtree(checkpoints, ignore_errors=True)
             rows.append(ClaimRow(**{**real, "verdict": Verdict(real["verdict"])}))
             seconds["coco128"] = round(time.perf_counter() - t0, 1)
     finally:

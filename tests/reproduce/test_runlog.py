@@ -96,3 +96,37 @@ def test_transfgu_full_mode_seed_units_resume_from_the_log(tmp_path, monkeypatch
     assert calls == ["pretrain"]  # the second call read the log and the panel file
     assert gate == first[0] and again["metrics"] == {"transfgu": [19.6, 70.1]}
     assert all(torch.equal(a, b) for a, b in zip(again["panel"], panel))
+
+
+@pytest.mark.parametrize("variant", ["sup", "dino"])
+def test_transfgu_backbone_pretraining_killed_midway_resumes_to_the_uninterrupted_weights(
+    tmp_path, monkeypatch, variant
+):
+    from damokit.nn import dino
+    from damokit.reproduce import transfgu
+    from damokit.segmentation.transfgu import backbone
+
+    torch.set_num_threads(1)
+    plan = dataclasses.replace(transfgu.FULL, n_objects=128, sup_steps=6, sup_batch=32, ssl_steps=6)
+    whole = transfgu._pretrain(variant, plan, 0, False).state_dict()
+    monkeypatch.setattr(transfgu, "CHECKPOINT_EVERY", 2)
+    module = backbone if variant == "sup" else dino  # where the engine's fit is called
+    real_fit, steps, die_at = module.fit, [], [5]
+
+    def counted_fit(*args, loss_fn, **kwargs):
+        def counted(model, batch):
+            steps.append(1)
+            if len(steps) == die_at[0]:
+                raise KeyboardInterrupt  # the process dies in step 5; the last checkpoint is at step 4
+            return loss_fn(model, batch)
+
+        return real_fit(*args, loss_fn=counted, **kwargs)
+
+    monkeypatch.setattr(module, "fit", counted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        transfgu._pretrain(variant, plan, 0, False, tmp_path)
+    steps.clear()
+    die_at[0] = None
+    resumed = transfgu._pretrain(variant, plan, 0, False, tmp_path).state_dict()
+    assert len(steps) == 2  # steps 5 and 6 only: it continued from the checkpoint
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)

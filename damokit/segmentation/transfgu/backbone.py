@@ -13,6 +13,7 @@ deviation; the [CLS]/attention machinery TransFGU needs is unchanged). Two pre-t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -103,9 +104,13 @@ def pretrain_supervised(
     labels: torch.Tensor,
     config: TrainConfig,
     *,
-    out_dir: str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> FitResult:
-    """SUP-PRE: shape classification on the object-centric set with crop/flip/colour augmentation."""
+    """SUP-PRE: shape classification on the object-centric set with crop/flip/colour augmentation.
+
+    ``out_dir``/``resume`` as in ``damokit.engine.fit`` (checkpoints, continuing from the last one).
+    """
     head = nn.Linear(vit.embed_dim, int(labels.max()) + 1)
     model = nn.Sequential(vit, head)
     size = tuple(images.shape[-2:])
@@ -115,13 +120,21 @@ def pretrain_supervised(
         x = color_jitter(random_resized_crop(x, size, (0.6, 1.0), mode="bilinear"), p=0.8)
         return F.cross_entropy(m(normalise(x)), y)
 
-    return fit(model, (images, labels), loss_fn=loss_fn, config=config, out_dir=out_dir)
+    return fit(model, (images, labels), loss_fn=loss_fn, config=config, out_dir=out_dir, resume=resume)
 
 
 def pretrain_dino(
-    vit: VisionTransformer, images: torch.Tensor, config: TrainConfig, *, out_dir: str | None = None
+    vit: VisionTransformer,
+    images: torch.Tensor,
+    config: TrainConfig,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> FitResult:
-    """Label-free DINO on the object images; copies the EMA teacher's backbone weights into ``vit``."""
+    """Label-free DINO on the object images; copies the EMA teacher's backbone weights into ``vit``.
+
+    ``out_dir``/``resume`` as in ``damokit.engine.fit`` (checkpoints, continuing from the last one).
+    """
     from damokit.nn.dino import DINO, MultiCropAugment, fit_dino
 
     size = images.shape[-1]
@@ -130,7 +143,7 @@ def pretrain_dino(
     if config.max_steps is not None:
         steps = min(steps, config.max_steps)
     dino = DINO(vit, total_steps=steps, augment=augment, out_dim=256, hidden_dim=128, bottleneck_dim=64)
-    result = fit_dino(dino, images, config, out_dir=out_dir)
+    result = fit_dino(dino, images, config, out_dir=out_dir, resume=resume)
     vit.load_state_dict(dino.teacher_backbone().state_dict())
     return result
 
