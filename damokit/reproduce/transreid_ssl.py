@@ -167,7 +167,7 @@ class _Units:
     """One seed's expensive units, each logged (metrics) or saved (backbones, scores) so a killed run resumes."""
 
     def __init__(self, p: MiniPreset, seed: int, log: RunLog, bar):
-        self.p, self.seed, self.log, self.bar = p, seed, log, bar
+        self.seed, self.log, self.bar = seed, log, bar
         self.tag = f"seed{seed}_{digest(p)}"
 
     def metrics(self, name: str, fn) -> dict[str, float]:
@@ -183,7 +183,7 @@ class _Units:
         return out
 
 
-UNITS_PER_SEED = 15
+UNITS_PER_SEED = 15  # metrics and tensor units one seed runs (the progress bar total)
 
 
 def _one_seed(p: MiniPreset, seed: int, log: RunLog, bar) -> dict[str, float]:
