@@ -18,8 +18,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("reproduce", help="run miniature reproductions and write a report")
     p.add_argument("names", nargs="*", metavar="PAPER", help="papers to run (default: all ten)")
-    p.add_argument("--quick", action="store_true", help="about a minute per paper")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default: runs/<timestamp>/)")
+    p.add_argument(
+        "--quick", action="store_true", help="about a minute per paper (without it: full mode, minutes to hours)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report folder (default: runs/<timestamp>/); the hours-long full modes log finished work there, "
+        "so a run killed part-way continues when rerun with the same --out",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_reproduce)
 
