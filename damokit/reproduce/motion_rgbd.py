@@ -24,6 +24,7 @@ import torch
 
 from damokit.data.synth_rgbd import SynthRGBD, make_synth_rgbd
 from damokit.data.video_lists import load_nvgesture_mini
+from damokit.engine.probes import mean_std
 from damokit.registry import create_model, register_reproduction
 from damokit.reproduce.result import ClaimRow, ReproResult, Verdict, conditions, verdict_from
 from damokit.video.motion_rgbd.capf import CAPFusion, late_fusion
@@ -83,12 +84,8 @@ SETTINGS = {
 }
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def _fmt(values: Sequence[float]) -> str:
-    mean, std = _mean_std(values)
+    mean, std, _ = mean_std(values)
     return f"{mean:.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
@@ -181,7 +178,7 @@ def _rows_g(s: Settings, acc: dict[str, list[float]], shuffle_acc: list[float], 
     plain = acc[f"G{main} DSN+DTN"]
     best_w = max(s.distill_weights, key=lambda w: statistics.fmean(acc[f"G{main} DSN+DTN+RCM (λd={w})"]))
     rcm = acc[f"G{main} DSN+DTN+RCM (λd={best_w})"]
-    (m_r, s_r), (m_c, s_c) = _mean_std(rcm), _mean_std(coupled)
+    (m_r, s_r, _), (m_c, s_c, _) = mean_std(rcm), mean_std(coupled)
     rows = [
         ClaimRow(
             "decoupled+recoupled beats a coupled 3D CNN (split G, 64 clips/class)",
@@ -297,7 +294,7 @@ def _plot(acc: dict[str, list[float]], out_dir: Path) -> Path:
 
     names = list(acc)
     means = [statistics.fmean(acc[n]) for n in names]
-    stds = [_mean_std(acc[n])[1] for n in names]
+    stds = [mean_std(acc[n]).std for n in names]
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(names) + 1.2))
     ax.barh(range(len(names)), means, xerr=stds, color="tab:blue", alpha=0.8)
     ax.set_yticks(range(len(names)), names, fontsize=7)

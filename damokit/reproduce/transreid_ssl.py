@@ -32,7 +32,6 @@ Mini-scale settings (deviations from the paper's recipe, chosen for CPU budgets)
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from tqdm.auto import tqdm
 
 from damokit.data.reid_synth import synthetic_reid, synthetic_reid_pool
 from damokit.engine import TrainConfig
+from damokit.engine.probes import mean_std
 from damokit.nn.dino import DINO, MultiCropAugment, fit_dino
 from damokit.registry import register_reproduction
 from damokit.reid.data import load_pku_reid
@@ -272,12 +272,8 @@ def _one_seed(p: MiniPreset, seed: int, log: RunLog, bar) -> dict[str, float]:
     return out
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def _fmt(stats: dict, key: str) -> str:
-    m, s = stats[key]
+    m, s, _ = stats[key]
     return f"{100 * m:.1f} ± {100 * s:.1f}"
 
 
@@ -332,7 +328,7 @@ def run(quick: bool, out_dir: Path, preset: str | None = None) -> ReproResult:
             runs = [_one_seed(p, seed, log, bar) for seed in p.seeds]
     finally:
         torch.set_num_threads(threads)
-    stats = {k: _mean_std([r[k] for r in runs]) for k in runs[0]}
+    stats = {k: mean_std([r[k] for r in runs]) for k in runs[0]}
     m = lambda k: stats[k][0]  # noqa: E731
     seeds = f"{len(p.seeds)} seed(s), mean ± std"
     high_ok = m("cfs_high_relevant") >= m("cfs_low_relevant")
