@@ -9,8 +9,9 @@
     I/2``, horizon 96): time per forward + backward and the activation memory autograd keeps for backward
     (bytes of the distinct saved storages; deterministic, unlike CPU peak RSS). Ratio = Transformer / FEDformer.
 (c) Optional, full mode only: the official implementation side by side at the paper's ETTh1 configuration
-    (B=32, D=512, d_ff=2048, 64 modes): training step (forward, backward, Adam) and inference batch (medians
-    of interleaved calls), with the official weights loaded into ours and the output difference reported.
+    (B=32, D=512, d_ff=2048, 64 modes): training step (forward, backward, Adam as each training loop builds it:
+    the official ``torch.optim.Adam``, the engine's fused Adam) and inference batch (medians of interleaved
+    calls), with the official weights loaded into ours and the output difference reported.
     Needs a local checkout of github.com/MAZiqing/FEDformer named by ``FEDFORMER_OFFICIAL=/path`` (plus sympy
     importable, e.g. via ``PYTHONPATH``); skipped cleanly otherwise. Nothing of it is part of damokit.
 
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from damokit.benchmarking import BenchResult, saved_bytes, time_callable
+from damokit.engine import build_optimizer
 from damokit.forecasting.fedformer import FEDformer, load_official_fedformer
 from damokit.forecasting.fourier import FourierBlock, FourierCrossAttention
 from damokit.forecasting.transformer import Transformer
@@ -191,7 +193,9 @@ def _official(repeats: int) -> tuple[list[dict], str]:
     models = {"official": official, "ours": ours}
     steps = {}
     for name, call in calls.items():
-        opt = torch.optim.Adam(models[name].parameters(), lr=1e-4)
+        # each as its training loop builds it: the official exp code's torch.optim.Adam, the engine's fused Adam
+        params = models[name].parameters()
+        opt = build_optimizer("adam", params, lr=1e-4) if name == "ours" else torch.optim.Adam(params, lr=1e-4)
 
         def train_step(call=call, opt=opt):
             opt.zero_grad()
