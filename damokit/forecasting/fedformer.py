@@ -335,6 +335,7 @@ _RENAMES = (
     (r"\.MWT_CZ\.0\.", ".core."),
 )
 _DROPPED = re.compile(r"position_embedding\.pe$")
+_SPARSE_KERNEL = re.compile(r"\.core\.[ABC]\.weights1$")  # FEB-w sparse Fourier kernels
 _FILTER = re.compile(r"\.(ec_s|ec_d|rc_e|rc_o)$")  # fixed wavelet filters: recomputed here, only compared
 
 
@@ -344,9 +345,10 @@ def convert_official_state_dict(
     """Map an official FEDformer state dict onto ``model``'s key layout.
 
     Drops the unused positional buffers, checks the fixed wavelet filters against ours, renames modules,
-    squeezes kernel-1 convolutions, drops the projections and gates ``model`` does not hold (never read),
-    checks that the shared encoder/decoder block weights are equal, and adds the mode-index buffers (from
-    ``mode_indices`` with keys ``encoder, decoder_self, cross_q, cross_kv``, else ``model``'s own).
+    squeezes kernel-1 convolutions, puts the FEB-w sparse kernels' modes first, drops the projections and
+    gates ``model`` does not hold (never read), checks that the shared encoder/decoder block weights are
+    equal, and adds the mode-index buffers (from ``mode_indices`` with keys ``encoder, decoder_self, cross_q,
+    cross_kv``, else ``model``'s own).
 
     Raises:
         CheckpointError: shared block weights differ, a wavelet filter differs, or a mode list does not fit.
@@ -367,6 +369,8 @@ def convert_official_state_dict(
             continue
         if re.search(r"\.linear[12]\.weight$", new) and value.ndim == 3:
             value = value.squeeze(-1)  # Conv1d (out, in, 1) -> Linear (out, in)
+        if _SPARSE_KERNEL.search(new) and value.ndim == 3:
+            value = value.permute(2, 0, 1)  # FEB-w kernel (in, out, modes) -> ours, modes first
         if new not in own and re.search(r"\.(query|key|value)_projection\.|\.T0\.|\.Lv\.|decomp\d?\.layer\.", new):
             continue  # a projection or single-kernel gate that is never read, not kept by this model
         out[new] = value

@@ -275,6 +275,9 @@ def _official_layout(model: FEDformer) -> dict[str, torch.Tensor]:
         key = key.replace(".value_embedding.conv.", ".value_embedding.tokenConv.")
         key = key.replace(".temporal_embedding.", ".temporal_embedding.embed.")
         key = key.replace(".inner.", ".inner_correlation.")
+        key = key.replace(".core.filters.", ".MWT_CZ.0.").replace(".core.", ".MWT_CZ.0.")
+        if key.endswith(".MWT_CZ.0.A.weights1") or key.endswith((".MWT_CZ.0.B.weights1", ".MWT_CZ.0.C.weights1")):
+            value = value.permute(1, 2, 0)  # official sparse kernels are (in, out, modes)
         if ".ffn.linear" in key:
             key = key.replace(".ffn.linear", ".conv")
             value = value.unsqueeze(-1)
@@ -373,6 +376,28 @@ def test_converter_keeps_projections_for_a_keeping_model():
     source = _source_model()
     converted = convert_official_state_dict(_official_layout(source), source)
     assert "encoder.attn_layers.0.attention.key_projection.weight" in converted
+
+
+def test_official_wavelet_weights_load_with_the_sparse_kernels_modes_first():
+    torch.manual_seed(0)
+    source = FEDformer(input_size=32, horizon=24, enc_in=3, d_model=16, n_heads=8, d_ff=16, moving_avg=(5,),
+                       version="wavelet", wavelet_k=2, wavelet_alpha=4, wavelet_c=2, wavelet_cross_c=2,
+                       keep_unused_projections=True).eval()  # fmt: skip
+    official = _official_layout(source)
+    kernel = "encoder.attn_layers.0.attention.inner_correlation.MWT_CZ.0.A.weights1"
+    assert official[kernel].shape == (4, 4, 4) and not torch.equal(official[kernel], source.state_dict()[kernel.replace(
+        "inner_correlation.MWT_CZ.0", "inner.core")])  # fmt: skip
+    converted = convert_official_state_dict(official, source)
+    for key, value in source.state_dict().items():
+        if key in converted:
+            assert torch.equal(converted[key], value), key
+    x, x_mark, y_mark = torch.randn(2, 32, 3), torch.randn(2, 32, 4), torch.randn(2, 40, 4)
+    torch.manual_seed(1)
+    target = FEDformer(input_size=32, horizon=24, enc_in=3, d_model=16, n_heads=8, d_ff=16, moving_avg=(5,),
+                       version="wavelet", wavelet_k=2, wavelet_alpha=4, wavelet_c=2, wavelet_cross_c=2,
+                       keep_unused_projections=True).eval()  # fmt: skip
+    target.load_state_dict(converted)
+    torch.testing.assert_close(target(x, x_mark, y_mark), source(x, x_mark, y_mark))
 
 
 def test_complex_tanh_from_real_ops_equals_torch_complex_tanh_and_its_gradient():

@@ -157,13 +157,14 @@ def test_filter_errors():
 def test_sparse_kernel_matches_per_mode_loop():
     torch.manual_seed(0)
     block = SparseKernelFT1d(k=2, alpha=4, c=3)
-    x = torch.randn(2, 10, 3, 2)
-    x_ft = torch.fft.rfft(x.reshape(2, 10, 6).transpose(1, 2), dim=-1)
-    out_ft = torch.zeros(2, 6, 6, dtype=torch.cfloat)
-    for m in range(4):  # the lowest alpha bins, each mixed by its own complex matrix
-        out_ft[..., m] = x_ft[..., m] @ block.weights1[..., m]
-    expected = torch.fft.irfft(out_ft, n=10).transpose(1, 2).reshape(2, 10, 3, 2)
-    torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-6)
+    for n in (10, 4):  # all alpha modes kept; a series with only 3 bins keeps 3
+        x = torch.randn(2, n, 3, 2)
+        x_ft = torch.fft.rfft(x.reshape(2, n, 6).transpose(1, 2), dim=-1)
+        out_ft = torch.zeros(2, 6, n // 2 + 1, dtype=torch.cfloat)
+        for m in range(min(4, n // 2 + 1)):  # the lowest alpha bins, each mixed by its own complex matrix
+            out_ft[..., m] = x_ft[..., m] @ block.weights1[m]
+        expected = torch.fft.irfft(out_ft, n=n).transpose(1, 2).reshape(2, n, 3, 2)
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_core_keeps_length_for_non_powers_of_two():
