@@ -1,4 +1,4 @@
-"""torch's Adam/AdamW as the engine builds them: fused by default on CPU, same updates as the per-tensor loop."""
+"""torch's Adam/AdamW as the engine builds them: multi-tensor kernels by default, same updates as the loop."""
 
 import torch
 
@@ -33,3 +33,21 @@ def test_an_explicit_choice_and_param_groups_are_kept():
     assert not build_optimizer("adam", model.parameters(), lr=1e-3, foreach=True).defaults.get("fused")
     double = torch.nn.Linear(3, 2).double()
     assert build_optimizer("adam", double.parameters(), lr=1e-3).defaults["fused"]  # any float dtype fuses
+
+
+def test_complex_parameters_get_the_foreach_kernel_with_the_same_updates():
+    results = []
+    for kwargs in ({}, {"foreach": False}):
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(8, 8, dtype=torch.cfloat))
+        b = torch.nn.Parameter(torch.randn(8))
+        opt = build_optimizer("adam", [w, b], lr=1e-2, **kwargs)
+        for _ in range(10):
+            opt.zero_grad()
+            ((w @ torch.ones(8, dtype=torch.cfloat)).abs().sum() * b.square().sum()).backward()
+            opt.step()
+        results.append((opt.defaults, w.detach(), b.detach()))
+    (fast, w_fast, b_fast), (loop, w_loop, b_loop) = results
+    assert fast["foreach"] and not fast["fused"] and not loop["foreach"]
+    torch.testing.assert_close(w_fast, w_loop)
+    torch.testing.assert_close(b_fast, b_loop)
