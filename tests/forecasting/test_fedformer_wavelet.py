@@ -12,6 +12,7 @@ from damokit.forecasting.wavelet import (
     MultiWaveletCore,
     MultiWaveletCross,
     SparseKernelFT1d,
+    _ModeMix,
     _WaveletFilters,
     multiwavelet_filters,
 )
@@ -165,6 +166,18 @@ def test_sparse_kernel_matches_per_mode_loop():
             out_ft[..., m] = x_ft[..., m] @ block.weights1[m]
         expected = torch.fft.irfft(out_ft, n=n).transpose(1, 2).reshape(2, n, 3, 2)
         torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_mode_mix_gradients_equal_autograd_of_bmm():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, 4, dtype=torch.complex128, generator=gen).requires_grad_()
+    w = torch.randn(3, 4, 5, dtype=torch.complex128, generator=gen).requires_grad_()
+    assert torch.autograd.gradcheck(_ModeMix.apply, (x, w))
+    weight = torch.randn(3, 2, 5, dtype=torch.complex128, generator=gen)
+    ours = torch.autograd.grad((_ModeMix.apply(x, w) * weight).real.sum(), (x, w))
+    reference = torch.autograd.grad((torch.bmm(x, w) * weight).real.sum(), (x, w))
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b)
 
 
 def test_core_keeps_length_for_non_powers_of_two():
