@@ -10,10 +10,13 @@ patch k-means vs pixel k-means vs the trivial all-background prediction on 400 t
 CAM pseudo-label quality and the decoder's gain, one seed. With so few steps the backbone usually fails the gate
 (1-NN >= 0.6), so the comparison is then reported but marked not interpretable.
 
-Full mode (one to two hours on a 2-core CPU, progress bars): per seed (3 seeds, one backbone per seed) a DINO
-(label-free, faithful) backbone and a SUP-PRE backbone with their gates, the comparison for both; plus the real
-row: a tiny ViT pre-trained with DINO on CIFAR-10-mini and COCO128 train crops, then TransFGU (12 things + 15
-stuff concepts) vs patch k-means on the COCO128 val masks at the 27 supercategories (64 x 64 working size).
+Full mode (three to four hours on one thread, progress bars; a DINO backbone alone took ~35 min with other jobs
+on the cores): per seed (3 seeds, one backbone per seed) a DINO (label-free, faithful) backbone and a SUP-PRE
+backbone with their gates, the comparison for both; plus the real row: a tiny ViT pre-trained with DINO on
+CIFAR-10-mini and COCO128 train crops, then TransFGU (12 things + 15 stuff concepts) vs patch k-means on the
+COCO128 val masks at the 27 supercategories (64 x 64 working size). Each (variant, seed) unit and the real row
+are logged in ``out_dir`` and their pre-trainings checkpoint every 100 steps, so a rerun into the same folder
+continues a killed run.
 
 The paper's tables could not be read (spec §0); its headline numbers (official README) are shown beside ours
 but are not comparable (ViT-S/8 DINO on ImageNet, COCO-Stuff, 320 px).
