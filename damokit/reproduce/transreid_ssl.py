@@ -32,6 +32,7 @@ Mini-scale settings (deviations from the paper's recipe, chosen for CPU budgets)
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +88,14 @@ def _builder(stem: str):
     return transreid_ssl_ics_tiny if stem == "ics" else transreid_ssl_tiny
 
 
-def _pretrain(stem: str, images: torch.Tensor, epochs: int, batch: int, seed: int) -> dict[str, torch.Tensor]:
-    """DINO-mini on ``images``; returns the teacher backbone's state dict."""
+def _pretrain(
+    stem: str, images: torch.Tensor, epochs: int, batch: int, seed: int, checkpoint_dir: Path | None = None
+) -> dict[str, torch.Tensor]:
+    """DINO-mini on ``images``; returns the teacher backbone's state dict.
+
+    With ``checkpoint_dir`` the training checkpoints there every ``CHECKPOINT_EVERY`` steps and continues from
+    the last checkpoint when one exists.
+    """
     torch.manual_seed(seed)
     backbone = _builder(stem)().base
     steps = epochs * (len(images) // batch)
@@ -109,8 +116,9 @@ def _pretrain(stem: str, images: torch.Tensor, epochs: int, batch: int, seed: in
         grad_clip_per_parameter=True,  # official DINO clip_gradients
         seed=seed,
         progress=False,
+        checkpoint_every=CHECKPOINT_EVERY if checkpoint_dir is not None else 0,
     )
-    fit_dino(dino, images, cfg)
+    fit_dino(dino, images, cfg, out_dir=checkpoint_dir, resume=True)
     return {k: v.clone() for k, v in dino.teacher_backbone().state_dict().items()}
 
 
@@ -177,12 +185,17 @@ class _Units:
         return out
 
     def tensors(self, name: str, fn) -> dict[str, torch.Tensor]:
+        """``fn(checkpoint_dir)``'s tensors, saved; the folder (None without a log folder) is removed after."""
         self.bar.set_postfix_str(f"seed {self.seed}: {name}")
-        out = self.log.tensors_or_run(f"{name}_{self.tag}", fn)
+        folder = None if self.log.path is None else self.log.path.parent / "checkpoints" / f"{name}_{self.tag}"
+        out = self.log.tensors_or_run(f"{name}_{self.tag}", lambda: fn(folder))
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # saved: its checkpoints are spent
         self.bar.update()
         return out
 
 
+CHECKPOINT_EVERY = 100  # DINO steps between checkpoints of a full-mode pre-training (1,560 steps each)
 UNITS_PER_SEED = 15  # metrics and tensor units one seed runs (the progress bar total)
 
 
@@ -200,7 +213,7 @@ def _one_seed(p: MiniPreset, seed: int, log: RunLog, bar) -> dict[str, float]:
         return scores
 
     def pretrained(name: str, stem: str, images: torch.Tensor, epochs: int) -> dict[str, torch.Tensor]:
-        return units.tensors(f"dino_{name}", lambda: _pretrain(stem, images, epochs, p.dino_batch, seed))
+        return units.tensors(f"dino_{name}", lambda folder: _pretrain(stem, images, epochs, p.dino_batch, seed, folder))
 
     for name, data in (("pixels", A), ("pixels_AtoB", B)):  # untrained references
         q, g = data["query"], data["gallery"]
@@ -218,7 +231,7 @@ def _one_seed(p: MiniPreset, seed: int, log: RunLog, bar) -> dict[str, float]:
         tgt_model = _finetune("patchify", source, A["train"], p, seed)
         return {"scores": cfs_scores(src_model.base, tgt_model.base, pool)}
 
-    scores = units.tensors("cfs_scores", score_pool)["scores"]
+    scores = units.tensors("cfs_scores", lambda _: score_pool())["scores"]  # its fine-tuning is not checkpointed
     half = len(pool) // 2
     for keep in ("high", "low"):
         kept = select_by_cfs(scores, keep_num=half, keep=keep)

@@ -29,6 +29,7 @@ def test_a_seed_rerun_into_its_folder_trains_nothing_and_gives_the_same_scores(t
     with tqdm(total=UNITS_PER_SEED, file=io.StringIO()) as bar:
         first = transreid_ssl._one_seed(PRESETS["smoke"], 0, RunLog(tmp_path), bar)
         assert bar.n == UNITS_PER_SEED
+    assert not any((tmp_path / "checkpoints").iterdir())  # the DINO checkpoints are spent once saved
 
     def trained(*args, **kwargs):
         raise AssertionError("a logged unit ran again")
@@ -39,3 +40,31 @@ def test_a_seed_rerun_into_its_folder_trains_nothing_and_gives_the_same_scores(t
         assert transreid_ssl._one_seed(PRESETS["smoke"], 0, RunLog(tmp_path), bar) == first
     with pytest.raises(AssertionError, match="ran again"):  # another seed is not in the log
         transreid_ssl._one_seed(PRESETS["smoke"], 1, RunLog(tmp_path), tqdm(disable=True))
+
+
+def test_dino_pretraining_killed_midway_resumes_to_the_uninterrupted_teacher(tmp_path, monkeypatch):
+    from damokit.nn import dino
+
+    torch.set_num_threads(1)
+    images = torch.randint(0, 256, (48, 3, 64, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    whole = transreid_ssl._pretrain("patchify", images, 2, 16, 0)  # 2 epochs x 3 steps
+    monkeypatch.setattr(transreid_ssl, "CHECKPOINT_EVERY", 2)
+    real_fit, steps, die_at = dino.fit, [], [4]
+
+    def counted_fit(*args, loss_fn, **kwargs):
+        def counted(model, batch):
+            steps.append(1)
+            if len(steps) == die_at[0]:
+                raise KeyboardInterrupt  # dies in step 4; the last checkpoint is at step 3 (epoch end)
+            return loss_fn(model, batch)
+
+        return real_fit(*args, loss_fn=counted, **kwargs)
+
+    monkeypatch.setattr(dino, "fit", counted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        transreid_ssl._pretrain("patchify", images, 2, 16, 0, tmp_path)
+    steps.clear()
+    die_at[0] = None
+    resumed = transreid_ssl._pretrain("patchify", images, 2, 16, 0, tmp_path)
+    assert len(steps) == 3  # steps 4-6 only
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
