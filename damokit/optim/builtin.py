@@ -22,7 +22,7 @@ def sgd(params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9, **k
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum, **kwargs)
 
 
-def _fused_by_default(params, kwargs: dict) -> tuple[list, dict]:
+def _multi_tensor_kernel(params, kwargs: dict) -> tuple[list, dict]:
     """``params`` as a list (it may be a generator) and ``kwargs`` with the fastest kernel torch supports."""
     params = [dict(g, params=list(g["params"])) if isinstance(g, dict) else g for g in params]
     tensors = [t for g in params for t in (g["params"] if isinstance(g, dict) else [g])]
@@ -36,14 +36,14 @@ def _fused_by_default(params, kwargs: dict) -> tuple[list, dict]:
 @register_optimizer("adam", source="torch")
 def adam(params, lr: float, weight_decay: float = 0.0, **kwargs) -> torch.optim.Optimizer:
     """torch.optim.Adam with a multi-tensor kernel (see the module docstring)."""
-    params, kwargs = _fused_by_default(params, kwargs)
+    params, kwargs = _multi_tensor_kernel(params, kwargs)
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kwargs)
 
 
 @register_optimizer("adamw", source="torch")
 def adamw(params, lr: float, weight_decay: float = 0.01, **kwargs) -> torch.optim.Optimizer:
     """torch.optim.AdamW with a multi-tensor kernel (see the module docstring)."""
-    params, kwargs = _fused_by_default(params, kwargs)
+    params, kwargs = _multi_tensor_kernel(params, kwargs)
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kwargs)
 
 
