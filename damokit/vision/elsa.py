@@ -326,18 +326,18 @@ class ELSA(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def ghost_matrices(self, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Effective (M^λ, γ·S) per (batch·head, channel of head), each (B·G, Cv/G, k, k) or None."""
+        """Effective ghost matrices: M^λ per (batch·head, channel of head) as (B·G, Cv/G, k, k), the op's
+        layout, and γ·S as (1, Cv, k, k), shared by the batch; None for a switched-off branch."""
         if self.ghost_head is None:
             return None, None
         G, k = self.num_heads, self.kernel_size
-        # (.., Cv, k, k) -> (B·G, Cv/G, k, k): head g owns channels [g·Cv/G, (g+1)·Cv/G)
-        per_head = self.ghost_head.expand(*self.ghost_head.shape[:-4], batch, self.dim_v, k, k)
-        per_head = per_head.reshape(*self.ghost_head.shape[:-4], batch * G, self.dim_v // G, k, k)
-        if self.lam != 0 and self.gamma != 0:
-            return per_head[0] ** self.lam, per_head[1] * self.gamma
+        mul = add = None
+        if self.lam != 0:  # (1, Cv, k, k) -> (B·G, Cv/G, k, k): head g owns channels [g·Cv/G, (g+1)·Cv/G)
+            m = self.ghost_head[0] if self.gamma != 0 else self.ghost_head
+            mul = (m**self.lam).expand(batch, self.dim_v, k, k).reshape(batch * G, self.dim_v // G, k, k)
         if self.gamma != 0:
-            return None, per_head * self.gamma
-        return per_head**self.lam, None
+            add = (self.ghost_head[1] if self.lam != 0 else self.ghost_head) * self.gamma
+        return mul, add
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, _ = x.shape
@@ -345,10 +345,16 @@ class ELSA(nn.Module):
         q, key, v = self.pre_proj(x.permute(0, 3, 1, 2)).split((self.dim_qk, self.dim_qk, self.dim_v), dim=1)
         logits = self.attn(q * key * self.scale)  # (B, k²·G, H, W), channel g·k² + ky·k + kx
         attn = self.attn_drop(logits.reshape(B * G, k * k, H, W).softmax(1))  # over the k² offsets, no mask
-        v = v.reshape(B * G, self.dim_v // G, H, W)  # contiguous channel block per head
         mul, add = self.ghost_matrices(B)
-        out = elsa_filter(v, attn, mul, add, kernel_size=k, dilation=self.dilation, method=self.method)
-        out = out.reshape(B, self.dim_v, H, W).permute(0, 2, 3, 1)  # (B, H, W, Cv)
+        # dynamic part per head: contiguous channel block per head, (B·G, Cv/G, H, W)
+        heads = v.reshape(B * G, self.dim_v // G, H, W)
+        out = elsa_filter(heads, attn, mul, kernel_size=k, dilation=self.dilation, method=self.method)
+        out = out.reshape(B, self.dim_v, H, W)
+        if add is not None:
+            # static part γ·S: the same k×k kernel per channel for every sample, so one depth-wise convolution
+            # over (B, Cv, H, W); as B·G separate kernels (the op's layout) its backward was 4x slower
+            out = out + _static_filter(v, add, k, self.dilation)
+        out = out.permute(0, 2, 3, 1)  # (B, H, W, Cv)
         return self.proj_drop(self.post_proj(out))
 
 

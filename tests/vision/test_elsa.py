@@ -158,7 +158,13 @@ def test_ghost_head_branches_match_official_forward(lam, gamma, shape):
     m = ELSA(12, 3, kernel_size=3, lam=lam, gamma=gamma, group_width=4, qkv_bias=True).double()
     assert m.ghost_head.shape == shape
     x = torch.randn(2, 5, 6, 12, dtype=torch.float64)
-    torch.testing.assert_close(m(x), official_elsa_forward(m, x), rtol=0, atol=1e-12)
+    ours, official = m(x), official_elsa_forward(m, x)
+    torch.testing.assert_close(ours, official, rtol=0, atol=1e-12)
+    # gradients too: ours splits off the static part as one depth-wise convolution shared by the batch
+    w = torch.randn_like(ours)
+    grads = [torch.autograd.grad((out * w).sum(), list(m.parameters())) for out in (ours, official)]
+    for g_ours, g_official in zip(*grads):
+        torch.testing.assert_close(g_ours, g_official, rtol=0, atol=1e-11)
 
 
 def test_ghost_head_branches_more():
