@@ -246,7 +246,8 @@ class ELSA(nn.Module):
         groups: groups of the 1×1 convolution ``attn[2]`` that emits k²·G logits.
         lam: λ, exponent of the multiplicative ghost matrices (0: none); an integer.
         gamma: γ, factor of the additive ghost matrices (0: none).
-        method: the op formulation, see ``elsa_filter``.
+        method: formulation of the op's dynamic part, see ``elsa_filter`` (the static γ·S part is always one
+            depth-wise convolution shared by the batch).
 
     Shapes:
         (B, H, W, C) -> (B, H, W, C)
