@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -320,24 +321,56 @@ def _levels_and_padding(n: int) -> tuple[int, int]:
     return n.bit_length() - 1, 1 << (n - 1).bit_length()
 
 
-class _ModeMix(torch.autograd.Function):
-    """``torch.bmm(x, w)`` for complex ``x`` (m, B, i) and ``w`` (m, i, o) with a copy-free backward.
+def _mode_groups(kept: Sequence[int]) -> list[tuple[int, int, list[int]]]:
+    """Split modes ``0..max(kept)`` into ranges ``[a, b)`` each kept by the same levels: ``(a, b, levels)``."""
+    groups, a = [], 0
+    for b in sorted(set(kept)):
+        groups.append((a, b, [level for level, m in enumerate(kept) if m >= b]))
+        a = b
+    return groups
 
-    Autograd's input gradient ``gy @ w^H`` materialises the conjugate of the whole weight; ``conj(conj(gy) @ w^T)``
-    conjugates only the small tensors (the weight is 1024 x 1024 per mode at the paper size).
+
+class _ModeMix(torch.autograd.Function):
+    """``[torch.bmm(x, w[:m]) for x in xs]`` for complex spectra ``xs[l]`` (m_l, B, i) and weights ``w`` (M, i, o).
+
+    The decomposition levels that keep a mode are multiplied by its matrix in one product, and the weight gradient
+    is written once, in place. Mode by mode and level by level, autograd zero-fills a full-size weight gradient per
+    level and adds them up (16 x 1024 x 1024 complex per kernel at the paper size: ~20% of a FEDformer-w training
+    step). The input gradient ``conj(conj(g) @ w^T)`` conjugates only the small tensors, not the weight.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, w)
-        return torch.bmm(x, w)
+    def forward(ctx, w: torch.Tensor, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        groups = _mode_groups([x.shape[0] for x in xs])
+        rows = [x.shape[1] for x in xs]
+        stacked = [torch.cat([xs[level][a:b] for level in levels], dim=1) for a, b, levels in groups]  # (b-a, n*B, i)
+        outs: list[list[torch.Tensor]] = [[] for _ in xs]
+        for (a, b, levels), x in zip(groups, stacked):
+            for level, y in zip(levels, torch.bmm(x, w[a:b]).split([rows[lv] for lv in levels], dim=1)):
+                outs[level].append(y)
+        ctx.save_for_backward(w, *stacked)
+        ctx.groups, ctx.rows = groups, rows
+        return tuple(torch.cat(parts) for parts in outs)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        x, w = ctx.saved_tensors
-        grad_x = torch.bmm(grad.conj(), w.transpose(1, 2)).conj() if ctx.needs_input_grad[0] else None
-        grad_w = torch.bmm(x.mH, grad) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_w
+    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        w, *stacked = ctx.saved_tensors
+        groups, rows = ctx.groups, ctx.rows
+        used = groups[-1][1]
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_w = torch.empty_like(w)
+            grad_w[used:].zero_()  # modes no level keeps
+        grad_xs = [[] for _ in rows]
+        for (a, b, levels), x in zip(groups, stacked):
+            g = torch.cat([grads[level][a:b] for level in levels], dim=1)  # (b-a, n*B, o)
+            if grad_w is not None:
+                torch.bmm(x.mH, g, out=grad_w[a:b])
+            gx = torch.bmm(g.conj(), w[a:b].transpose(1, 2)).conj()  # (b-a, n*B, i)
+            for level, part in zip(levels, gx.split([rows[lv] for lv in levels], dim=1)):
+                grad_xs[level].append(part)
+        inputs = [torch.cat(parts) if ctx.needs_input_grad[1 + i] else None for i, parts in enumerate(grad_xs)]
+        return (grad_w, *inputs)
 
 
 class SparseKernelFT1d(nn.Module):
@@ -347,7 +380,8 @@ class SparseKernelFT1d(nn.Module):
     ``convert_official_state_dict`` permutes it. With modes first each mode's matrix is contiguous, so the batched
     matmul reads the weights in place: in the official layout every call copied them, mode by mode, forward and
     backward (at the paper size, ``c*k = 1024``, those copies were ~60% of a FEDformer-w training step). The
-    initial values are the official draw, permuted.
+    initial values are the official draw, permuted. ``levels`` applies the kernel to several decomposition levels
+    in one pass over the weights (``_ModeMix``); it equals calling the block on each.
 
     Shapes:
         x: (B, N, c, k) -> (B, N, c, k)
@@ -359,13 +393,21 @@ class SparseKernelFT1d(nn.Module):
         self.weights1 = nn.Parameter(official.permute(2, 0, 1).contiguous())  # (modes, in, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, c, k = x.shape
-        x_ft = torch.fft.rfft(x.reshape(B, N, c * k), dim=1)  # (B, N//2+1, c*k)
-        m = min(self.weights1.shape[0], N // 2 + 1)
-        weights = self.weights1 if m == self.weights1.shape[0] else self.weights1[:m]  # (m, c*k, c*k)
-        y = _ModeMix.apply(x_ft[:, :m].transpose(0, 1), weights)  # (m, B, c*k)
-        out = torch.fft.irfft(y.transpose(0, 1), n=N, dim=1)  # zero-pads bins m..N//2
-        return out.reshape(B, N, c, k)
+        return self.levels([x])[0]
+
+    def levels(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The block applied to each ``(B, N_l, c, k)`` tensor of ``xs``."""
+        if not xs:
+            return []
+        spectra = []
+        for x in xs:
+            B, N, c, k = x.shape
+            m = min(self.weights1.shape[0], N // 2 + 1)
+            spectra.append(torch.fft.rfft(x.reshape(B, N, c * k), dim=1)[:, :m].transpose(0, 1))  # (m, B, c*k)
+        mixed = _ModeMix.apply(self.weights1, *spectra)  # (m_l, B, c*k) each
+        return [  # irfft zero-pads bins m..N//2
+            torch.fft.irfft(y.transpose(0, 1), n=x.shape[1], dim=1).reshape(x.shape) for x, y in zip(xs, mixed)
+        ]
 
 
 class MultiWaveletCore(nn.Module):
@@ -393,11 +435,13 @@ class MultiWaveletCore(nn.Module):
         N = x.shape[1]
         ns, padded = _levels_and_padding(N)
         x = torch.cat([x, x[:, : padded - N]], dim=1)  # wrap-around padding to a power of two
-        details, smooths = [], []
+        ds, xs = [], []  # details and smooth parts, level by level: (B, N/2**l, c, k) each
         for _ in range(ns - self.levels):
             d, x = self.filters.decompose(x)
-            details.append(self.A(d) + self.B(x))
-            smooths.append(self.C(d))
+            ds.append(d)
+            xs.append(x)
+        details = [a + b for a, b in zip(self.A.levels(ds), self.B.levels(xs))]
+        smooths = self.C.levels(ds)
         x = self.T0(x)  # coarsest scale
         for d, s in zip(reversed(details), reversed(smooths)):
             x = self.filters.reconstruct(torch.cat([x + s, d], dim=-1))

@@ -168,16 +168,30 @@ def test_sparse_kernel_matches_per_mode_loop():
         torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_mode_mix_gradients_equal_autograd_of_bmm():
+def test_mode_mix_equals_per_level_bmm_with_gradients():
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 2, 4, dtype=torch.complex128, generator=gen).requires_grad_()
-    w = torch.randn(3, 4, 5, dtype=torch.complex128, generator=gen).requires_grad_()
-    assert torch.autograd.gradcheck(_ModeMix.apply, (x, w))
-    weight = torch.randn(3, 2, 5, dtype=torch.complex128, generator=gen)
-    ours = torch.autograd.grad((_ModeMix.apply(x, w) * weight).real.sum(), (x, w))
-    reference = torch.autograd.grad((torch.bmm(x, w) * weight).real.sum(), (x, w))
+    w = torch.randn(5, 4, 3, dtype=torch.complex128, generator=gen).requires_grad_()
+    kept = (4, 2, 4, 1)  # levels keep different numbers of the 5 modes, not in order; mode 4 is kept by none
+    xs = [torch.randn(m, 2, 4, dtype=torch.complex128, generator=gen).requires_grad_() for m in kept]
+    assert torch.autograd.gradcheck(_ModeMix.apply, (w, *xs))
+    weights = [torch.randn(m, 2, 3, dtype=torch.complex128, generator=gen) for m in kept]
+
+    def loss(outs):
+        return sum((y * g).real.sum() for y, g in zip(outs, weights))
+
+    ours = torch.autograd.grad(loss(_ModeMix.apply(w, *xs)), (w, *xs))
+    reference = torch.autograd.grad(loss([torch.bmm(x, w[: x.shape[0]]) for x in xs]), (w, *xs))
     for a, b in zip(ours, reference):
         torch.testing.assert_close(a, b)
+
+
+def test_sparse_kernel_levels_equal_separate_calls():
+    torch.manual_seed(0)
+    block = SparseKernelFT1d(k=2, alpha=4, c=3)
+    xs = [torch.randn(2, n, 3, 2) for n in (16, 8, 4, 2)]
+    for together, alone in zip(block.levels(xs), [block(x) for x in xs]):
+        torch.testing.assert_close(together, alone)
+    assert block.levels([]) == []
 
 
 def test_core_keeps_length_for_non_powers_of_two():
