@@ -104,3 +104,19 @@ def test_full_grid_deletes_a_logged_runs_checkpoints(tmp_path):
     run_grid([Setting("national_illness", 24)], quick=False, out_dir=tmp_path, models=("dlinear",), progress=False)
     assert (tmp_path / "runs.jsonl").is_file()
     assert not any((tmp_path / "checkpoints").glob("*"))
+
+
+def test_univariate_grid_runs_and_quotes_table_3(tmp_path):
+    result = run_grid(
+        [Setting("exchange_rate", 96, "S")],
+        quick=True,
+        out_dir=tmp_path,
+        models=("repeat_last", "FEDformer-f"),
+        progress=False,
+    )
+    repeat, fed, headline = result.rows
+    assert repeat.claim == "repeat_last on Exchange-96 (S)" and repeat.paper is None  # no univariate Repeat figure
+    assert fed.claim == "FEDformer-f on Exchange-96 (S)"
+    assert fed.paper == PAPER[("exchange_rate", "S")][(96, "FEDformer-f")][0]
+    assert fed.ours > 0 and fed.ours != repeat.ours
+    assert headline.verdict is Verdict.NOT_IMPLEMENTED  # Autoformer not run: no headline
