@@ -120,3 +120,15 @@ def test_univariate_grid_runs_and_quotes_table_3(tmp_path):
     assert fed.paper == PAPER[("exchange_rate", "S")][(96, "FEDformer-f")][0]
     assert fed.ours > 0 and fed.ours != repeat.ours
     assert headline.verdict is Verdict.NOT_IMPLEMENTED  # Autoformer not run: no headline
+
+
+def test_headline_compares_with_the_paper_over_the_settings_measured():
+    from damokit.reproduce.fedformer import _headline_row
+
+    ili, exchange = Setting("national_illness", 24), Setting("exchange_rate", 96)
+    measured = {(ili, "FEDformer-f"): [{"mse": 3.0}], (ili, "Autoformer"): [{"mse": 4.0}]}  # Exchange pending
+    row = _headline_row([ili, exchange], measured, quick=False)
+    assert row.ours == 0.25 and row.paper == round(1 - 3.228 / 3.483, 3)  # not averaged with Exchange's 0.249
+    nothing = _headline_row([ili, exchange], {}, quick=False)
+    assert nothing.verdict is Verdict.NOT_IMPLEMENTED
+    assert nothing.paper == round(((1 - 3.228 / 3.483) + (1 - 0.148 / 0.197)) / 2, 3)
