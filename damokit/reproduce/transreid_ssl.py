@@ -25,6 +25,11 @@ spec's sizes (300 + 300 identities per domain, a 10k pool, 10 DINO epochs, 30 fi
 and takes several hours on 2 cores; every pre-training, fine-tuning and clustering unit is logged in
 ``out_dir`` (backbones as safetensors), so rerunning into the same folder resumes a killed run.
 
+In every mode a comparison where neither model beats raw pixels is reported as not comparable. Full mode, seed
+0, shows one: the DINO backbones' CLS features alone score 1.1 mAP (full pool) and 0.7 (CFS) on domain A, raw,
+centred or standardised alike, below raw pixels' 5.3, although fine-tuning from them doubles scratch's mAP; at
+this scale DINO learns a good initialisation but not identity features, so the USL row claims nothing.
+
 Mini-scale settings (deviations from the paper's recipe, chosen for CPU budgets): DINO head out_dim
 1024 / hidden 256 / bottleneck 64, 4 local crops, teacher momentum 0.99, AdamW LR 1e-3; fine-tuning LR
 1e-2 (SGD, bias x2) with P x K = 8 x 4 and 10% warm-up epochs.
@@ -347,8 +352,9 @@ def run(quick: bool, out_dir: Path, preset: str | None = None) -> ReproResult:
     high_ok = m("cfs_high_relevant") >= m("cfs_low_relevant")
 
     def judged(holds: bool, *keys: str, ref: str = "pixels_mAP", note: str = seeds) -> tuple:
-        """Verdict and note; at quick/smoke scale a comparison where no model beats raw pixels claims nothing."""
-        if small and max(m(k) for k in keys) <= m(ref):
+        """Verdict and note; a comparison where no model beats raw pixels claims nothing (in the full miniature the
+        DINO features alone score ~1% mAP on domain A, below pixels' ~5%, so the USL row is such a case)."""
+        if max(m(k) for k in keys) <= m(ref):
             return verdict_from(holds, comparable=False), f"{note}; no model beats raw pixels ({100 * m(ref):.1f})"
         return verdict_from(holds), note
 
@@ -437,7 +443,8 @@ def run(quick: bool, out_dir: Path, preset: str | None = None) -> ReproResult:
     notes = f"Raw-pixel reference mAP: A {_fmt(stats, 'pixels_mAP')}, A -> B {_fmt(stats, 'pixels_AtoB_mAP')}, "
     notes += f"PKU {_fmt(stats, 'pixels_pku_mAP')}. "
     if small:
-        notes += "Quick/smoke scale checks the pipeline; a comparison where no model beats raw pixels claims nothing. "
+        notes += "Quick/smoke scale checks the pipeline. "
+    notes += "A comparison where no model beats raw pixels claims nothing. "
     notes += "Rank-1 (%): " + ", ".join(f"{k[:-3]} {_fmt(stats, k)}" for k in stats if k.endswith("_r1"))
     return ReproResult(
         paper="transreid_ssl",

@@ -68,3 +68,22 @@ def test_dino_pretraining_killed_midway_resumes_to_the_uninterrupted_teacher(tmp
     resumed = transreid_ssl._pretrain("patchify", images, 2, 16, 0, tmp_path)
     assert len(steps) == 3  # steps 4-6 only
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_full_mode_comparison_below_raw_pixels_claims_nothing(tmp_path, monkeypatch):
+    from damokit.reproduce.result import Verdict
+
+    seed0 = {  # values like full mode seed 0 (mAPs as measured, rounded): DINO-only and USL below raw pixels
+        "pixels_mAP": 0.053, "pixels_r1": 0.1, "pixels_AtoB_mAP": 0.02, "pixels_AtoB_r1": 0.02,
+        "scratch_mAP": 0.218, "scratch_r1": 0.13, "full_mAP": 0.498, "full_r1": 0.48, "full_AtoB_mAP": 0.013,
+        "full_AtoB_r1": 0.01, "cfs_high_relevant": 0.6, "cfs_low_relevant": 0.4, "cfs_direction_high": 1.0,
+        "cfs_mAP": 0.392, "cfs_r1": 0.32, "random_mAP": 0.331, "random_r1": 0.25, "ics_mAP": 0.687, "ics_r1": 0.72,
+        "ics_AtoB_mAP": 0.074, "ics_AtoB_r1": 0.07, "dino_only_mAP": 0.007, "dino_only_r1": 0.0, "usl_mAP": 0.011,
+        "usl_r1": 0.0, "pixels_pku_mAP": 0.2, "pku_scratch_mAP": 0.383, "pku_scratch_r1": 0.34,
+        "pku_ssl_mAP": 0.531, "pku_ssl_r1": 0.58, "pku_usl_mAP": 0.219, "pku_usl_r1": 0.27,
+    }  # fmt: skip
+    monkeypatch.setattr(transreid_ssl, "_one_seed", lambda p, seed, log, bar: seed0)
+    rows = {row.claim: row for row in transreid_ssl.run(False, tmp_path, preset="full").rows}
+    usl = rows["USL (cluster contrast) improves on the SSL features"]
+    assert usl.verdict is Verdict.NOT_COMPARABLE and "no model beats raw pixels (5.3)" in usl.note
+    assert rows["SSL pre-training beats training from scratch (domain A)"].verdict is Verdict.HOLDS
