@@ -335,7 +335,7 @@ class _ModeMix(torch.autograd.Function):
 
     The decomposition levels that keep a mode are multiplied by its matrix in one product, and the weight gradient
     is written once, in place. Mode by mode and level by level, autograd zero-fills a full-size weight gradient per
-    level and adds them up (16 x 1024 x 1024 complex per kernel at the paper size: ~20% of a FEDformer-w training
+    level and adds them up (16 x 1024 x 1024 complex per kernel at the paper size: ~15% of a FEDformer-w training
     step). The input gradient ``conj(conj(g) @ w^T)`` conjugates only the small tensors, not the weight.
     """
 
