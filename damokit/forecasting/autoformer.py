@@ -13,9 +13,10 @@ official speed-up); eval picks them per sample.
 Calling convention as ``damokit.forecasting.fedformer`` (decoder start built from ``x``; ``x_mark``/``y_mark``
 optional, the temporal embedding adds nothing without them).
 
-Deviations: the lag aggregation is one gather plus one contraction instead of a Python loop over lags (same
-values up to summation order); the official inference path's ``.cuda()`` call is not copied (it fails on
-CPU); the model-level decomposition uses the first kernel as officially, the layers the MOE mixture.
+Deviations: the lag aggregation is one FFT product (a circular cross-correlation of the values with the
+weights placed at their lags) instead of a Python loop of rolls (same values up to round-off); the official
+inference path's ``.cuda()`` call is not copied (it fails on CPU); the model-level decomposition uses the first
+kernel as officially, the layers the MOE mixture.
 """
 
 from __future__ import annotations
@@ -73,13 +74,11 @@ class AutoCorrelation(nn.Module):
         else:
             weights, lags = torch.topk(mean_corr, top_k, dim=-1)  # (B, k) each
         weights = torch.softmax(weights, dim=-1)
-        # roll(v, -lag)[t] = v[(t + lag) mod L]: gather every lag at once
-        idx = (torch.arange(L, device=q.device) + lags.unsqueeze(-1)) % L  # (B, k, L)
-        values = v.permute(0, 2, 3, 1)  # (B, H, E, L)
-        rolled = torch.gather(
-            values.unsqueeze(3).expand(B, H, E, top_k, L), -1, idx[:, None, None].expand(B, H, E, top_k, L)
-        )  # (B, H, E, k, L)
-        out = torch.einsum("bhekl,bk->blhe", rolled, weights)  # (B, L, H, E)
+        # sum_i w_i roll(v, -lag_i)[t] = sum_tau a[tau] v[(t + tau) mod L] with a = the weights placed at their
+        # lags: a circular cross-correlation, one FFT product instead of k rolled copies of v
+        delays = weights.new_zeros(B, L).scatter(-1, lags, weights)  # (B, L)
+        delays_ft = torch.conj(torch.fft.rfft(delays, dim=-1))[:, :, None, None]  # (B, L//2+1, 1, 1)
+        out = torch.fft.irfft(torch.fft.rfft(v, dim=1) * delays_ft, n=L, dim=1)  # (B, L, H, E)
         return out.reshape(B, L, H * E)
 
 

@@ -80,6 +80,20 @@ def test_autocorrelation_matches_loop(training):
     torch.testing.assert_close(block(q, k, v), _loop_autocorrelation(q, k, v, 3, training), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_autocorrelation_gradients_match_loop(training):
+    """The FFT aggregation back-propagates into q, k (through the lag weights) and v as the roll loop does."""
+    g = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(2, 30, 2, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    upstream = torch.randn(2, 30, 6, generator=g, dtype=torch.float64)
+    block = AutoCorrelation(factor=2).train(training)
+    ours = torch.autograd.grad((block(*inputs) * upstream).sum(), inputs)
+    ref = torch.autograd.grad((_loop_autocorrelation(*inputs, 2, training) * upstream).sum(), inputs)
+    for a, b in zip(ours, ref):
+        assert a.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
 def test_autocorrelation_pads_or_truncates_keys():
     block = AutoCorrelation(factor=2).eval()
     q = torch.randn(2, 20, 2, 4)
