@@ -12,6 +12,9 @@ from damokit.forecasting.wavelet import (
     MultiWaveletCore,
     MultiWaveletCross,
     SparseKernelFT1d,
+    _fourier_cross_w,
+    _low_irfft,
+    _low_rfft,
     _ModeMix,
     _WaveletFilters,
     multiwavelet_filters,
@@ -166,6 +169,50 @@ def test_sparse_kernel_matches_per_mode_loop():
             out_ft[..., m] = x_ft[..., m] @ block.weights1[m]
         expected = torch.fft.irfft(out_ft, n=n).transpose(1, 2).reshape(2, n, 3, 2)
         torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 31, 64])
+def test_low_bins_by_matrix_product_equal_the_fft(n):
+    """The truncated DFT and its zero-padded inverse against torch.fft, values and gradients (float64)."""
+    gen = torch.Generator().manual_seed(n)
+    for m in sorted({1, min(3, n // 2 + 1), n // 2 + 1}):
+        x = torch.randn(2, n, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+        y = torch.randn(m, 2, 5, dtype=torch.complex128, generator=gen, requires_grad=True)  # imag of bin 0 too
+        ours = (_low_rfft(x, m), _low_irfft(y, n))
+        padded = torch.cat([y, y.new_zeros(n // 2 + 1 - m, 2, 5)])  # bins m..n//2 are zero
+        reference = (
+            torch.fft.rfft(x, dim=1)[:, :m].transpose(0, 1),
+            torch.fft.irfft(padded, n=n, dim=0).transpose(0, 1),
+        )
+        for a, b in zip(ours, reference):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        up = [torch.randn(o.shape, dtype=o.dtype, generator=gen) for o in reference]
+        grads = [torch.autograd.grad((o * u).real.sum(), (x, y), allow_unused=True) for o, u in zip(ours, up)]
+        ref_grads = [torch.autograd.grad((o * u).real.sum(), (x, y), allow_unused=True) for o, u in zip(reference, up)]
+        for a, b in zip(grads, ref_grads):
+            for ga, gb in zip(a, b):
+                assert (ga is None) == (gb is None)
+                if ga is not None:
+                    torch.testing.assert_close(ga, gb, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softmax"])
+def test_fourier_cross_w_equals_the_official_fft_formulation(activation):
+    """Official ``FourierCrossAttentionW``: rfft over time, keep ``min(N // 2, modes)`` bins, attend, irfft."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 12, 3, 4, dtype=torch.float64, generator=gen) for _ in range(3))
+    for values, scale in ((None, 8.0), (v, None)):  # official (keys as values, 1/D^2) and corrected
+        m = min(12 // 2, 5)
+        q_ft, k_ft = (torch.fft.rfft(t.permute(0, 3, 2, 1), dim=-1)[..., :m] for t in (q, k))
+        scores = torch.einsum("bhex,bhey->bhxy", q_ft, k_ft)
+        if activation == "tanh":
+            w = scores.tanh()
+        else:
+            w = torch.complex(torch.softmax(scores.abs(), dim=-1), torch.zeros_like(scores.real))
+        v_ft = k_ft if values is None else torch.fft.rfft(values.permute(0, 3, 2, 1), dim=-1)[..., :m]
+        agg = torch.einsum("bhxy,bhey->bhex", w, v_ft) / (scale * scale if scale else 1.0)
+        expected = torch.fft.irfft(agg, n=12, dim=-1).permute(0, 3, 2, 1)
+        torch.testing.assert_close(_fourier_cross_w(q, k, values, 5, activation, scale), expected)
 
 
 def test_mode_mix_equals_per_level_bmm_with_gradients():
