@@ -73,17 +73,18 @@ def _to_model_layout(out: torch.Tensor, corrected: bool) -> torch.Tensor:
 def _complex_tanh(z: torch.Tensor) -> torch.Tensor:
     """``tanh`` of a complex tensor from real ``tanh``/``sin``/``cos``: the same function, a fraction of the cost.
 
-    ``tanh(a + ib) = (t + i sin(b) cos(b) s) / (1 - sin(b)^2 s)`` with ``t = tanh(a)`` and ``s = 1 - t^2``
-    (divide ``sinh(2a) + i sin(2b)`` and ``cosh(2a) + cos(2b)`` by ``2 cosh(a)^2``). Every term stays bounded
-    for any ``a``, so it never overflows; autograd through it gives the holomorphic derivative
-    ``1 - tanh(z)^2``. PyTorch's complex ``tanh`` kernel is scalar code, about 10x slower on CPU, and was the
-    single most expensive elementwise op of a full-size FEDformer forward.
+    ``tanh(a + ib) = (t + i sin(b) cos(b) s) / (cos(b)^2 + t^2 sin(b)^2)`` with ``t = tanh(a)`` and
+    ``s = 1 - t^2`` (divide ``sinh(2a) + i sin(2b)`` and ``cosh(2a) + cos(2b)`` by ``2 cosh(a)^2``). No term
+    overflows for any ``a``, and the denominator is a sum of two squares, so it stays accurate next to the poles
+    ``a = 0, b = pi/2 + k pi`` (written ``1 - sin(b)^2 s``, it cancels to zero there and gives inf/NaN where
+    the true value is finite). Autograd through it gives the holomorphic derivative ``1 - tanh(z)^2``.
+    PyTorch's complex ``tanh`` kernel is scalar code, about 10x slower on CPU, and was the single most expensive
+    elementwise op of a full-size FEDformer forward.
     """
     t = torch.tanh(z.real)
-    s = 1 - t * t
     sin_b, cos_b = torch.sin(z.imag), torch.cos(z.imag)
-    denominator = 1 - sin_b * sin_b * s
-    return torch.complex(t / denominator, sin_b * cos_b * s / denominator)
+    denominator = cos_b * cos_b + (t * sin_b) ** 2
+    return torch.complex(t / denominator, sin_b * cos_b * (1 - t * t) / denominator)
 
 
 class FourierBlock(nn.Module):
