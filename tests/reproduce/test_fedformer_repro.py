@@ -61,6 +61,17 @@ def test_full_grid_logs_each_run_and_resumes_without_rerunning(tmp_path, monkeyp
     )
     assert [row.claim for row in report.rows] == ["repeat_last on ILI-24 (M)"]
     assert report.conditions["pending_runs"] == ["national_illness|24|M|Autoformer|0"]
+    # a partial grid still plots the settings it has (bars are relative to each setting's repeat_last)
+    partial = run_grid(
+        [setting, Setting("national_illness", 36)],
+        quick=False,
+        out_dir=tmp_path,
+        models=("repeat_last",),
+        progress=False,
+        report_only=True,
+    )
+    assert partial.conditions["pending_runs"] == ["national_illness|36|M|repeat_last|0"]
+    assert partial.plots and partial.plots[0].exists()
 
 
 def test_paper_figure_sources_say_what_was_checked():
