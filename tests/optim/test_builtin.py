@@ -58,6 +58,10 @@ def test_complex_parameters_are_fused_as_real_views_with_the_same_updates():
         torch.testing.assert_close(w_fast.detach(), w_loop.detach())
         torch.testing.assert_close(b_fast.detach(), b_loop.detach())
         fast.zero_grad()
+        ((w_fast @ torch.ones(8, dtype=torch.cfloat)).abs().sum() * b_fast.square().sum()).backward()  # new grads
+        fast.zero_grad(set_to_none=False)
+        assert w_fast.grad is not None and not w_fast.grad.any()  # zeroed in place, through the view
+        fast.zero_grad()
         assert w_fast.dtype == torch.cfloat and w_fast.grad is None  # zero_grad reaches the parameter itself
 
 
