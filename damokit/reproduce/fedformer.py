@@ -362,8 +362,9 @@ def _model_row(setting: Setting, model_key: str, runs, paper: dict, quick: bool)
         verdict = Verdict.NOT_COMPARABLE
         if quick and model_key != "repeat_last":
             note += "; tiny model, 40 steps" if MODELS[model_key].quick != MODELS[model_key].full else "; 40 steps"
-    else:
+    else:  # holds within REPRODUCED_WITHIN either way; the note says in which direction it misses
         verdict = verdict_from(abs(mse - paper_mse) <= REPRODUCED_WITHIN * paper_mse)
+        note += f"; {mse / paper_mse - 1:+.1%} vs paper"
     return ClaimRow(claim, metric, paper_mse, source, round(mse, 4), verdict, note=note)
 
 

@@ -143,3 +143,15 @@ def test_headline_compares_with_the_paper_over_the_settings_measured():
     nothing = _headline_row([ili, exchange], {}, quick=False)
     assert nothing.verdict is Verdict.NOT_IMPLEMENTED
     assert nothing.paper == round(((1 - 3.228 / 3.483) + (1 - 0.148 / 0.197)) / 2, 3)
+
+
+def test_trained_row_is_judged_against_the_paper_within_ten_percent_and_says_by_how_much():
+    from damokit.reproduce.fedformer import _model_row
+
+    exchange = Setting("exchange_rate", 336)
+    paper = PAPER[("exchange_rate", "M")]  # Autoformer at 336: 0.509
+    runs = [{"mse": 0.4275, "mse_all": 0.424, "mae": 0.4835, "windows_all": 1182}]
+    lower = _model_row(exchange, "Autoformer", runs, paper, quick=False)
+    assert lower.verdict is Verdict.DOES_NOT_HOLD and "-16.0% vs paper" in lower.note  # better than published
+    close = _model_row(exchange, "Autoformer", [{**runs[0], "mse": 0.55}], paper, quick=False)
+    assert close.verdict is Verdict.HOLDS and "+8.1% vs paper" in close.note
