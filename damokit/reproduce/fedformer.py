@@ -304,7 +304,7 @@ def run_grid(
                 log.record(key, out)  # a killed grid resumes after it
                 shutil.rmtree(checkpoints, ignore_errors=True)  # the run is logged; its checkpoints are spent
         if out is not None:
-            measured.setdefault((setting, model_key), []).append(out)
+            measured.setdefault((setting, model_key), []).append({**out, "seed": seed})
 
     rows = []
     for setting in settings:
@@ -312,7 +312,7 @@ def run_grid(
         for model_key in models:
             runs = measured.get((setting, model_key))
             if runs is not None or not report_only:
-                rows.append(_model_row(setting, model_key, runs, paper, quick))
+                rows.append(_model_row(setting, model_key, runs, paper, quick, seeds))
     headline = _headline_row(settings, measured, quick)
     if headline.ours is not None or not report_only:
         rows.append(headline)
@@ -336,7 +336,11 @@ def run_grid(
     )
 
 
-def _model_row(setting: Setting, model_key: str, runs, paper: dict, quick: bool) -> ClaimRow:
+def _model_row(
+    setting: Setting, model_key: str, runs, paper: dict, quick: bool, seeds: Sequence[int] = (0,)
+) -> ClaimRow:
+    """One model on one setting: the mean over its seeds run (``seeds`` is the grid's, so a row whose other seeds
+    are still pending says which it has)."""
     ref = paper.get((setting.horizon, model_key))
     paper_mse, source = (ref[0], ref[2]) if ref else (None, "no published figure for this setting")
     claim = f"{model_key} on {setting.label}"
@@ -355,7 +359,10 @@ def _model_row(setting: Setting, model_key: str, runs, paper: dict, quick: bool)
     mse, mse_all = _mean(r["mse"] for r in runs), _mean(r["mse_all"] for r in runs)
     note = f"all {runs[0]['windows_all']} test windows: MSE {mse_all:.3f}; MAE {_mean(r['mae'] for r in runs):.3f}"
     if len(runs) > 1:
-        note += f"; mean of {len(runs)} seeds (std {np.std([r['mse'] for r in runs]):.3f})"
+        ran = ", ".join(str(r["seed"]) for r in runs)
+        note += f"; mean of seeds {ran} (std {np.std([r['mse'] for r in runs]):.3f})"
+    elif len(seeds) > 1:
+        note += f"; seed {runs[0]['seed']} only"
     if model_key == "repeat_last" and paper_mse is not None:
         verdict = verdict_from(round(mse, 3) == paper_mse)  # no training: the data protocol alone decides
     elif paper_mse is None or quick:

@@ -155,3 +155,18 @@ def test_trained_row_is_judged_against_the_paper_within_ten_percent_and_says_by_
     assert lower.verdict is Verdict.DOES_NOT_HOLD and "-16.0% vs paper" in lower.note  # better than published
     close = _model_row(exchange, "Autoformer", [{**runs[0], "mse": 0.55}], paper, quick=False)
     assert close.verdict is Verdict.HOLDS and "+8.1% vs paper" in close.note
+
+
+def test_row_names_the_seeds_it_averages_and_a_lone_seed_of_a_multi_seed_grid():
+    from damokit.reproduce.fedformer import _model_row
+
+    ili = Setting("national_illness", 24)
+    paper = PAPER[("national_illness", "M")]
+    run = {"mse": 3.0, "mse_all": 3.1, "mae": 1.2, "windows_all": 170}
+    three = [{**run, "seed": s, "mse": m} for s, m in ((0, 3.0), (1, 3.2), (2, 3.4))]
+    row = _model_row(ili, "FEDformer-f", three, paper, quick=False, seeds=(0, 1, 2))
+    assert row.ours == 3.2 and "mean of seeds 0, 1, 2 (std 0.163)" in row.note
+    lone = _model_row(ili, "FEDformer-f", three[:1], paper, quick=False, seeds=(0, 1, 2))
+    assert lone.ours == 3.0 and "seed 0 only" in lone.note
+    single_seed_grid = _model_row(ili, "FEDformer-f", three[:1], paper, quick=False, seeds=(0,))
+    assert "seed" not in single_seed_grid.note
