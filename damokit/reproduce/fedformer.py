@@ -399,6 +399,9 @@ def _headline_row(settings: Sequence[Setting], measured: dict, quick: bool) -> C
         return ClaimRow(claim, metric, paper_value, source, None, Verdict.NOT_IMPLEMENTED, note)
     value = _mean(ours)
     note += f"; {len(ours)} settings" + ("; tiny models, 40 steps: not the paper's scale" if quick else "")
+    by_seed = _headline_by_seed(settings, measured)
+    if len(by_seed) > 1:  # the spread the seeds give the claim, each over the settings where it ran both models
+        note += "; by seed: " + ", ".join(f"{seed} {v:+.1%} ({n} settings)" for seed, (v, n) in by_seed.items())
     return ClaimRow(
         claim,
         metric,
@@ -408,6 +411,17 @@ def _headline_row(settings: Sequence[Setting], measured: dict, quick: bool) -> C
         verdict_from(value > 0),
         note,
     )
+
+
+def _headline_by_seed(settings: Sequence[Setting], measured: dict) -> dict[int, tuple[float, int]]:
+    """Seed -> (mean of 1 - MSE(FEDformer-f) / MSE(Autoformer) over the settings where that seed ran both, count)."""
+    reductions: dict[int, list[float]] = {}
+    for s in settings:
+        fed = {r["seed"]: r["mse"] for r in measured.get((s, "FEDformer-f"), [])}
+        auto = {r["seed"]: r["mse"] for r in measured.get((s, "Autoformer"), [])}
+        for seed in sorted(fed.keys() & auto.keys()):
+            reductions.setdefault(seed, []).append(1 - fed[seed] / auto[seed])
+    return {seed: (_mean(v), len(v)) for seed, v in sorted(reductions.items())}
 
 
 def _plot(settings: Sequence[Setting], measured: dict, out_dir: Path, quick: bool) -> Path | None:

@@ -137,7 +137,8 @@ def test_headline_compares_with_the_paper_over_the_settings_measured():
     from damokit.reproduce.fedformer import _headline_row
 
     ili, exchange = Setting("national_illness", 24), Setting("exchange_rate", 96)
-    measured = {(ili, "FEDformer-f"): [{"mse": 3.0}], (ili, "Autoformer"): [{"mse": 4.0}]}  # Exchange pending
+    # Exchange pending
+    measured = {(ili, "FEDformer-f"): [{"seed": 0, "mse": 3.0}], (ili, "Autoformer"): [{"seed": 0, "mse": 4.0}]}
     row = _headline_row([ili, exchange], measured, quick=False)
     assert row.ours == 0.25 and row.paper == round(1 - 3.228 / 3.483, 3)  # not averaged with Exchange's 0.249
     nothing = _headline_row([ili, exchange], {}, quick=False)
@@ -170,3 +171,20 @@ def test_row_names_the_seeds_it_averages_and_a_lone_seed_of_a_multi_seed_grid():
     assert lone.ours == 3.0 and "seed 0 only" in lone.note
     single_seed_grid = _model_row(ili, "FEDformer-f", three[:1], paper, quick=False, seeds=(0,))
     assert "seed" not in single_seed_grid.note
+
+
+def test_headline_gives_each_seeds_reduction_over_the_settings_it_ran():
+    from damokit.reproduce.fedformer import _headline_row
+
+    ili24, ili36 = Setting("national_illness", 24), Setting("national_illness", 36)
+    measured = {
+        (ili24, "FEDformer-f"): [{"seed": 0, "mse": 3.0}, {"seed": 1, "mse": 4.4}],
+        (ili24, "Autoformer"): [{"seed": 0, "mse": 4.0}, {"seed": 1, "mse": 5.5}],
+        (ili36, "FEDformer-f"): [{"seed": 0, "mse": 2.0}],
+        (ili36, "Autoformer"): [{"seed": 0, "mse": 2.5}],
+    }
+    row = _headline_row([ili24, ili36], measured, quick=False)
+    # seed 0: mean(0.25, 0.2); seed 1 ran only ILI-24: 1 - 4.4 / 5.5
+    assert "by seed: 0 +22.5% (2 settings), 1 +20.0% (1 settings)" in row.note
+    one_seed = {key: runs[:1] for key, runs in measured.items()}
+    assert "by seed" not in _headline_row([ili24, ili36], one_seed, quick=False).note
