@@ -401,7 +401,8 @@ def _headline_row(settings: Sequence[Setting], measured: dict, quick: bool) -> C
     note += f"; {len(ours)} settings" + ("; tiny models, 40 steps: not the paper's scale" if quick else "")
     by_seed = _headline_by_seed(settings, measured)
     if len(by_seed) > 1:  # the spread the seeds give the claim, each over the settings where it ran both models
-        note += "; by seed: " + ", ".join(f"{seed} {v:+.1%} ({n} settings)" for seed, (v, n) in by_seed.items())
+        spreads = (f"{seed} {v:+.1%} ({n} setting{'s' * (n != 1)})" for seed, (v, n) in by_seed.items())
+        note += "; by seed: " + ", ".join(spreads)
     return ClaimRow(
         claim,
         metric,

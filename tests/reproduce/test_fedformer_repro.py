@@ -185,6 +185,6 @@ def test_headline_gives_each_seeds_reduction_over_the_settings_it_ran():
     }
     row = _headline_row([ili24, ili36], measured, quick=False)
     # seed 0: mean(0.25, 0.2); seed 1 ran only ILI-24: 1 - 4.4 / 5.5
-    assert "by seed: 0 +22.5% (2 settings), 1 +20.0% (1 settings)" in row.note
+    assert "by seed: 0 +22.5% (2 settings), 1 +20.0% (1 setting)" in row.note
     one_seed = {key: runs[:1] for key, runs in measured.items()}
     assert "by seed" not in _headline_row([ili24, ili36], one_seed, quick=False).note
