@@ -113,6 +113,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module`` lives (its first parameter or buffer), CPU for a module with neither.
+
+    ``fit`` moves a model to the GPU when there is one, so code that feeds it afterwards asks it where to send
+    its inputs.
+    """
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
 def move_to(batch: Any, device: torch.device) -> Any:
     """Move every tensor of a (nested) batch to ``device``."""
     if isinstance(batch, torch.Tensor):

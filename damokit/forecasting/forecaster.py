@@ -49,7 +49,16 @@ from damokit.data.timeseries import (
     split_borders,
     time_features,
 )
-from damokit.engine import CheckpointError, FitResult, TrainConfig, fit, load_checkpoint, load_weights, save_checkpoint
+from damokit.engine import (
+    CheckpointError,
+    FitResult,
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    load_weights,
+    module_device,
+    save_checkpoint,
+)
 
 __all__ = ["Forecaster", "ForecasterConfig", "forecast_loss", "evaluate_windows", "plot_forecast"]
 
@@ -86,10 +95,11 @@ def evaluate_windows(
     was_training = model.training
     model.eval()
     x, y, x_mark, y_mark = windows.tensors()
+    device = module_device(model)
     preds = []
     for start in range(0, len(x), chunk_size):
         s = slice(start, start + chunk_size)
-        preds.append(model(x[s], x_mark[s], y_mark[s]))
+        preds.append(model(x[s].to(device), x_mark[s].to(device), y_mark[s].to(device)).cpu())
     model.train(was_training)
     pred = torch.cat(preds)  # (W, H, c_out)
     err = pred.double() - y[:, -pred.shape[1] :, -pred.shape[2] :].double()
@@ -381,8 +391,9 @@ class Forecaster:
         decoder_dates = dates[len(dates) - lb :].append(future) if lb else future
         x_mark = torch.as_tensor(time_features(dates[-cfg.input_size :], cfg.freq))[None]
         y_mark = torch.as_tensor(time_features(decoder_dates, cfg.freq))[None]
+        device = module_device(model)
         with torch.no_grad():
-            pred = model.eval()(x, x_mark, y_mark)[0]  # (H, C)
+            pred = model.eval()(x.to(device), x_mark.to(device), y_mark.to(device))[0].cpu()  # (H, C)
         pred = self.scaler.inverse_transform(pred)
         return pd.DataFrame(
             {

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from damokit.engine import FitResult, TrainConfig, fit
+from damokit.engine import FitResult, TrainConfig, fit, module_device
 from damokit.reid.metrics import ReIDScores, evaluate_features
 
 __all__ = [
@@ -330,7 +330,7 @@ def extract_features(
     module = fn.__self__ if hasattr(fn, "__self__") else fn
     was_training = module.training
     module.eval()
-    device = next(module.parameters()).device
+    device = module_device(module)
     feats = [fn((normalize_images(images[s : s + batch_size]) if normalize else images[s : s + batch_size]).to(device))
              for s in range(0, len(images), batch_size)]  # fmt: skip
     module.train(was_training)

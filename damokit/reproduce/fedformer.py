@@ -41,7 +41,7 @@ import torch
 
 from damokit import registry
 from damokit.data.timeseries import load_series, n_time_features
-from damokit.engine import TrainConfig, fit
+from damokit.engine import TrainConfig, fit, module_device
 from damokit.forecasting.forecaster import evaluate_windows, forecast_loss
 from damokit.registry import register_reproduction
 from damokit.reproduce.result import ClaimRow, ReproResult, Verdict, conditions, verdict_from
@@ -248,7 +248,21 @@ def run_setting(
         )
         steps = result.steps
     metrics = evaluate_windows(model, data.split("test"))
-    return {**metrics, "seconds": time.perf_counter() - start, "steps": steps, "model": name}
+    seconds = time.perf_counter() - start
+    return {
+        **metrics,
+        "seconds": seconds,
+        "steps": steps,
+        "model": name,
+        "device": _device_name(model),
+        "torch": torch.__version__,
+    }
+
+
+def _device_name(model: torch.nn.Module) -> str:
+    """Where the run trained, for the report: ``cpu`` or ``cuda (NVIDIA H200)``."""
+    device = module_device(model)
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -329,11 +343,18 @@ def run_grid(
             test_loader="paper: last partial batch of 32 dropped (all-window figures in the notes)",
             lr_schedule="official type1 (halve_per_epoch)",
             train_seconds=round(seconds, 1),
+            runs_by_device=_runs_by_device(measured),
             **({"pending_runs": pending} if pending else {}),
         ),
         plots=[plot] if plot else [],
         notes=__doc__.split("\n\n")[-1].strip(),
     )
+
+
+def _runs_by_device(measured: dict) -> dict[str, int]:
+    """How many runs trained where (runs logged before devices were recorded ran on CPU)."""
+    devices = [r.get("device", "cpu") for runs in measured.values() for r in runs]
+    return {d: devices.count(d) for d in sorted(set(devices))}
 
 
 def _model_row(

@@ -300,3 +300,15 @@ def test_gradient_clipping_global_or_per_parameter(per_parameter):
         expected = [g * min(1.0, clip / (float(norms.norm()) + 1e-6)) for g in reference]
     for got, want in zip(seen, expected):
         torch.testing.assert_close(got, want)
+
+
+def test_module_device_is_where_the_first_parameter_or_buffer_lives():
+    from torch import nn
+
+    from damokit.engine import module_device
+
+    assert module_device(nn.Linear(2, 2)) == torch.device("cpu")
+    assert module_device(nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    buffers_only = nn.BatchNorm1d(3, affine=False, device="meta")  # running stats, no parameters
+    assert module_device(buffers_only) == torch.device("meta")
+    assert module_device(nn.Identity()) == torch.device("cpu")  # nothing to move: inputs stay on CPU

@@ -221,3 +221,30 @@ def test_weights_that_do_not_fit_the_model(tmp_path, monkeypatch):
 def test_load_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no forecaster.safetensors in"):
         Forecaster.load(tmp_path)
+
+
+def test_evaluate_windows_feeds_the_model_on_its_device():
+    """After ``fit`` put a model on the GPU, test windows must follow it there (meta stands in for cuda)."""
+    import torch
+    from torch import nn
+
+    from damokit.data.timeseries import WindowDataset
+    from damokit.forecasting.forecaster import evaluate_windows
+
+    class OnMeta(nn.Module):  # forecasts zeros on CPU; records where its inputs came from
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones((), device="meta"))
+            self.seen = set()
+
+        def forward(self, x, x_mark, y_mark):
+            self.seen |= {x.device.type, x_mark.device.type, y_mark.device.type}
+            return torch.zeros(len(x), 4, x.shape[-1])
+
+    data = np.linspace(0, 1, 60, dtype=np.float32).reshape(30, 2)
+    windows = WindowDataset(data, np.zeros((30, 3), np.float32), input_size=8, label_len=4, horizon=4)
+    model = OnMeta()
+    scores = evaluate_windows(model, windows, drop_last_test=False)
+    assert model.seen == {"meta"}
+    y = windows.tensors()[1][:, -4:].double()
+    assert scores["mse"] == pytest.approx(float(y.pow(2).mean()))

@@ -188,3 +188,20 @@ def test_headline_gives_each_seeds_reduction_over_the_settings_it_ran():
     assert "by seed: 0 +22.5% (2 settings), 1 +20.0% (1 setting)" in row.note
     one_seed = {key: runs[:1] for key, runs in measured.items()}
     assert "by seed" not in _headline_row([ili24, ili36], one_seed, quick=False).note
+
+
+def test_each_run_records_its_device_and_the_report_counts_runs_by_device(tmp_path):
+    from damokit.reproduce.fedformer import _runs_by_device
+
+    result = run_grid(
+        [Setting("national_illness", 24)], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False
+    )
+    logged = (tmp_path / RUN_LOG).read_text()
+    assert '"device": "cpu"' in logged and '"torch": ' in logged
+    assert result.conditions["runs_by_device"] == {"cpu": 1}
+    ili = Setting("national_illness", 24)
+    measured = {
+        (ili, "FEDformer-f"): [{"seed": 0}, {"seed": 1, "device": "cuda (NVIDIA H200)"}],  # seed 0: logged before
+        (ili, "Autoformer"): [{"seed": 0, "device": "cpu"}, {"seed": 1, "device": "cuda (NVIDIA H200)"}],
+    }
+    assert _runs_by_device(measured) == {"cpu": 2, "cuda (NVIDIA H200)": 2}
