@@ -26,8 +26,8 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init_from_env() -> bool:
-    """Join the process group that ``torchrun`` describes in the environment; gloo on CPU, nccl on GPU.
+def init_from_env(device: torch.device) -> bool:
+    """Join the process group that ``torchrun`` describes in the environment: nccl for a GPU ``device``, else gloo.
 
     Returns True when running with more than one process.
     """
@@ -35,20 +35,29 @@ def init_from_env() -> bool:
         return world_size() > 1
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return True
 
 
 def device_for(requested: str = "auto") -> torch.device:
-    """``"auto"``: this process's GPU under torchrun when there is one, else the CPU."""
+    """``"auto"``: this process's GPU under torchrun when there is one, else the CPU.
+
+    Raises:
+        RuntimeError: torchrun started more processes on this machine than it has GPUs.
+    """
     if requested != "auto":
         return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local_rank >= gpus:
+        raise RuntimeError(
+            f"this is process {local_rank} of torchrun on a machine with {gpus} GPU(s); start at most {gpus} "
+            "processes per node (--nproc_per_node) or train on the CPU with TrainConfig(device='cpu')"
+        )
+    return torch.device("cuda", local_rank)
 
 
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:

@@ -109,8 +109,13 @@ def _clip_gradients(model: nn.Module, max_norm: float, *, per_parameter: bool) -
 
 
 def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA). damokit code never draws from the random/numpy globals."""
+    """Seed torch (CPU and CUDA) and keep cuDNN to deterministic kernels, so a seeded GPU run repeats.
+
+    damokit code never draws from the random/numpy globals.
+    """
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -259,7 +264,9 @@ def fit(
     """Train ``model`` on ``train_set`` and return the history.
 
     Args:
-        model: the module to train (wrapped in DDP when several processes run).
+        model: the module to train (wrapped in DDP when several processes run). It trains on
+            ``config.device`` (a GPU when there is one) and is handed back on the device it came on, so code
+            that feeds it afterwards needs no device bookkeeping; move it yourself to predict on the GPU.
         train_set: a map-style dataset or a tuple of equally long tensors.
         loss_fn: ``loss_fn(model, batch) -> loss`` or ``(loss, {name: value})``; it must call ``model(...)``
             (under DDP ``model`` is the wrapper, which only forwards ``__call__``).
@@ -290,8 +297,9 @@ def fit(
     """
     from tqdm.auto import tqdm
 
-    ddp.init_from_env()
     device = ddp.device_for(config.device)
+    ddp.init_from_env(device)
+    home = module_device(model)
     out_path = Path(out_dir) if out_dir is not None else None
     train_set = _as_dataset(train_set)
     n_train = len(train_set)
@@ -346,6 +354,8 @@ def fit(
         load_weights(model, state["model"], source=str(last_ckpt))
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and "cuda_rng" in state:  # dropout masks drawn on the GPU continue too
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         step, epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]
         best, best_epoch, bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
         loss_sum, loss_count = state["loss_sum"], state["loss_count"]
@@ -375,6 +385,7 @@ def fit(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                 "step": step,
                 "epoch": epoch,
                 "batch_in_epoch": batch_in_epoch,
@@ -470,6 +481,7 @@ def fit(
 
     if config.restore_best and best_weights is not None:
         load_weights(model, best_weights, source="the best epoch's weights")
+    model.to(home)
     return FitResult(
         steps=step,
         epochs_run=epoch,

@@ -42,6 +42,7 @@ import torch
 from damokit import registry
 from damokit.data.timeseries import load_series, n_time_features
 from damokit.engine import TrainConfig, fit, module_device
+from damokit.engine.distributed import device_for
 from damokit.forecasting.forecaster import evaluate_windows, forecast_loss
 from damokit.registry import register_reproduction
 from damokit.reproduce.result import ClaimRow, ReproResult, Verdict, conditions, verdict_from
@@ -247,7 +248,7 @@ def run_setting(
             resume=checkpoint_dir is not None,
         )
         steps = result.steps
-    metrics = evaluate_windows(model, data.split("test"))
+    metrics = evaluate_windows(model.to(device_for("auto")), data.split("test"))  # fit hands it back on CPU
     seconds = time.perf_counter() - start
     return {
         **metrics,

@@ -47,7 +47,9 @@ def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
         x: (B, C, H, W) -> (B, C, H, W)
     """
     t = math.radians(degrees)
-    theta = torch.tensor([[math.cos(t), -math.sin(t), 0.0], [math.sin(t), math.cos(t), 0.0]], dtype=x.dtype)
+    theta = torch.tensor(
+        [[math.cos(t), -math.sin(t), 0.0], [math.sin(t), math.cos(t), 0.0]], dtype=x.dtype, device=x.device
+    )
     grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)  # (B, H, W, 2)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 

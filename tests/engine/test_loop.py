@@ -136,7 +136,7 @@ def test_early_stopping_restores_the_best_epoch():
     def rising_val(m, batch):
         calls["n"] += 1
         if calls["n"] == 1:
-            snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
+            snapshots.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
         return torch.tensor(float(calls["n"]))  # one val batch per epoch: 1, 2, 3, ...
 
     result = fit(
@@ -177,10 +177,10 @@ def _final_state(out_dir: Path):
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     """Kill a run mid-way (SIGKILL, no cleanup), resume it, and compare with a run that was never stopped."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    assert _run([str(reference), "--dropout", "0.2"]).returncode == 0
+    assert _run([str(reference), "--dropout", "0.2", "--device", "auto"]).returncode == 0
 
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(killed), "--slow", "--dropout", "0.2"],
+        [sys.executable, str(SCRIPT), str(killed), "--slow", "--dropout", "0.2", "--device", "auto"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -196,7 +196,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert 9 <= state["step"] < 36, "the kill must land mid-run"
     assert not (killed / "final.safetensors").exists()
 
-    resumed = _run([str(killed), "--resume", "--dropout", "0.2"])
+    resumed = _run([str(killed), "--resume", "--dropout", "0.2", "--device", "auto"])
     assert resumed.returncode == 0, resumed.stderr
     ref_state, res_state = _final_state(reference), _final_state(killed)
     for key in ref_state:
@@ -312,3 +312,30 @@ def test_module_device_is_where_the_first_parameter_or_buffer_lives():
     buffers_only = nn.BatchNorm1d(3, affine=False, device="meta")  # running stats, no parameters
     assert module_device(buffers_only) == torch.device("meta")
     assert module_device(nn.Identity()) == torch.device("cpu")  # nothing to move: inputs stay on CPU
+
+
+def test_torchrun_with_more_processes_than_gpus_is_told_how_to_fix_it(monkeypatch):
+    from damokit.engine.distributed import device_for
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(RuntimeError, match=r"1 GPU\(s\); start at most 1 processes per node"):
+        device_for("auto")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert device_for("auto") == torch.device("cuda", 0)
+    assert device_for("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_fit_trains_on_the_gpu_and_hands_the_model_back_on_its_device():
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(32, 3)
+    seen = set()
+
+    def loss_fn(m, batch):
+        seen.add(batch[0].device.type)
+        return ((m(batch[0]) - batch[1]) ** 2).mean()
+
+    fit(model, (x, x.sum(1, keepdim=True)), loss_fn=loss_fn, config=TrainConfig(batch_size=16, progress=False))
+    assert seen == {"cuda"} and model.weight.device.type == "cpu"

@@ -1,6 +1,8 @@
 """A small training run driven by the engine tests in a subprocess (resume after kill, DDP equality).
 
-Usage: python train_script.py OUT_DIR [--resume] [--slow] [--dropout P]
+Usage: python train_script.py OUT_DIR [--resume] [--slow] [--dropout P] [--device D]
+(``--device`` defaults to cpu: the DDP test runs two gloo processes; the resume test trains on the GPU when
+there is one.)
 Writes OUT_DIR/final.safetensors with the trained weights.
 """
 
@@ -16,6 +18,7 @@ def main() -> None:
     out_dir = sys.argv[1]
     slow = "--slow" in sys.argv
     dropout = float(sys.argv[sys.argv.index("--dropout") + 1]) if "--dropout" in sys.argv else 0.0
+    device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(123)
     x = torch.randn(96, 4, generator=gen)
@@ -31,7 +34,15 @@ def main() -> None:
         return ((m(batch[0]) - batch[1]) ** 2).mean()
 
     config = TrainConfig(
-        epochs=6, batch_size=16, lr=1e-2, schedule="cosine", warmup_steps=3, checkpoint_every=2, seed=3, progress=False
+        epochs=6,
+        batch_size=16,
+        lr=1e-2,
+        schedule="cosine",
+        warmup_steps=3,
+        checkpoint_every=2,
+        seed=3,
+        progress=False,
+        device=device,
     )
     fit(
         model,

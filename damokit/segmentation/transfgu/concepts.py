@@ -88,7 +88,7 @@ def _crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
     H, W = images.shape[-2:]
     y0, x0, side = boxes.T.float()
     # affine grids map the output's [-1, 1] to the box in the input's normalised coordinates
-    theta = torch.zeros(len(boxes), 2, 3, dtype=images.dtype)
+    theta = torch.zeros(len(boxes), 2, 3, dtype=images.dtype, device=images.device)
     theta[:, 0, 0] = side / W
     theta[:, 1, 1] = side / H
     theta[:, 0, 2] = (2 * x0 + side) / W - 1

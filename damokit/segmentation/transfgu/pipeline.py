@@ -25,7 +25,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from damokit.engine import TrainConfig, build_optimizer, fit, load_checkpoint, load_weights, save_checkpoint
+from damokit.engine import (
+    TrainConfig,
+    build_optimizer,
+    fit,
+    load_checkpoint,
+    load_weights,
+    module_device,
+    save_checkpoint,
+)
+from damokit.engine.distributed import device_for
 from damokit.nn.dino import color_jitter, dino_param_groups
 from damokit.nn.vit import VisionTransformer
 from damokit.segmentation.transfgu.backbone import normalise
@@ -171,11 +180,12 @@ class TransFGU:
         theta = torch.zeros(n, 2, 3)
         theta[:, 0, 0], theta[:, 1, 1] = scales * flip, scales
         theta[:, :, 2] = centre
+        theta = theta.to(images.device)  # boxes drawn on the CPU generator, the same on every device
         size = (c.train_size, c.train_size)
         grid_img = F.affine_grid(theta, (n, 3, *size), align_corners=False)
         views = F.grid_sample(images, grid_img, mode="bilinear", align_corners=False)
         views = color_jitter(views, (0.8, 0.8, 0.8, 0.2), p=0.3)
-        grey = torch.rand(n) < 0.2
+        grey = (torch.rand(n) < 0.2).to(images.device)
         views[grey] = views[grey].mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
         p = self.backbone.patch_size
         grid_lbl = F.affine_grid(theta, (n, p_hat.shape[1], size[0] // p, size[1] // p), align_corners=False)
@@ -244,15 +254,23 @@ class TransFGU:
         )
         # official: weight decay on the decoder's weights, none on biases and norms
         optimizer = build_optimizer("adam", dino_param_groups(student, c.weight_decay), c.lr)
-        fit(
-            student,
-            (images, p_hat_all),
-            loss_fn=loss_fn,
-            config=config,
-            optimizer=optimizer,
-            after_step=lambda m, s: state.update(step=s + 1),
-            run_config={"transfgu": dataclasses.asdict(c)},
-        )
+        # the frozen backbone and the teacher run beside the student on fit's device; the backbone goes home after
+        home, device = module_device(self.backbone), device_for(config.device)
+        for frozen in (self.backbone, teacher):
+            if frozen is not None:
+                frozen.to(device)
+        try:
+            fit(
+                student,
+                (images, p_hat_all),
+                loss_fn=loss_fn,
+                config=config,
+                optimizer=optimizer,
+                after_step=lambda m, s: state.update(step=s + 1),
+                run_config={"transfgu": dataclasses.asdict(c)},
+            )
+        finally:
+            self.backbone.to(home)
 
     def fit(self, images: torch.Tensor, *, progress: bool | None = None) -> TransFGU:
         """All stages on unlabeled images (N, 3, S, S) in [0, 1] at the working size S."""
