@@ -81,6 +81,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--out", type=Path, required=True, help="report folder (report.md, results.json, plot)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     g.add_argument("--report-only", action="store_true", help="train nothing: report the runs --out has logged")
+    g.add_argument(
+        "--jobs", type=int, default=1,
+        help="runs trained at once in worker processes (default 1); they split the cores and take the GPUs in turn",
+    )  # fmt: skip
     g.set_defaults(func=_reproduce)
 
 
@@ -207,6 +211,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         if name not in fedformer.DATASETS:
             known = ", ".join(fedformer.DATASETS)
             raise DamokitError(f"unknown dataset {name!r}; choose from {known} (or Exchange, ILI)")
+    if args.jobs < 1:
+        raise DamokitError(f"--jobs must be >= 1, got {args.jobs}")
     for row in args.models or ():
         if row not in fedformer.MODELS:
             raise DamokitError(f"unknown table row {row!r}; choose from {', '.join(fedformer.MODELS)}")
@@ -225,6 +231,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         models=tuple(args.models or fedformer.MODELS),
         progress=not args.no_progress,
         report_only=args.report_only,
+        jobs=args.jobs,
     )
     print(format_table([result]))
     print(f"report: {write_report([result], args.out)}")

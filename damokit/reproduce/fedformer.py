@@ -209,12 +209,14 @@ def run_setting(
     seed: int = 0,
     progress: bool = False,
     checkpoint_dir: Path | None = None,
+    device: str = "auto",
 ) -> dict[str, Any] | None:
     """Train one model on one setting and test it; None when the model is not registered yet.
 
     With ``checkpoint_dir`` the training checkpoints there every ``CHECKPOINT_EVERY`` steps and at each epoch
     end, and continues from the last checkpoint when one exists (a paper-size Exchange run takes hours on
-    2 cores); ``seconds`` then counts only this process's part.
+    2 cores); ``seconds`` then counts only this process's part. ``device``: where to train and test (``"auto"``:
+    the GPU when there is one).
     """
     spec = MODELS[model_key]
     name = spec.quick if quick else spec.full
@@ -237,7 +239,7 @@ def run_setting(
     start = time.perf_counter()
     steps = 0
     if any(p.requires_grad for p in model.parameters()):
-        config = _train_config(quick, model_key, setting.dataset, seed, progress)
+        config = replace(_train_config(quick, model_key, setting.dataset, seed, progress), device=device)
         result = fit(
             model,
             data.split("train"),
@@ -248,7 +250,7 @@ def run_setting(
             resume=checkpoint_dir is not None,
         )
         steps = result.steps
-    metrics = evaluate_windows(model.to(device_for("auto")), data.split("test"))  # fit hands it back on CPU
+    metrics = evaluate_windows(model.to(device_for(device)), data.split("test"))  # fit hands it back on CPU
     seconds = time.perf_counter() - start
     return {
         **metrics,
@@ -287,11 +289,17 @@ def run_grid(
     models: Sequence[str] = tuple(MODELS),
     progress: bool = True,
     report_only: bool = False,
+    jobs: int = 1,
 ) -> ReproResult:
     """Run ``models`` on ``settings`` over ``seeds`` and compare with the paper (see the module docstring).
 
     ``report_only`` (full mode) trains nothing: the report covers the runs already logged, lists the ones
     still pending in its conditions, and leaves out the rows with no run yet.
+
+    ``jobs`` > 1 (full mode) trains that many runs at once in worker processes, which share the CPU cores
+    between them and take the GPUs in turn (several workers may share one GPU: a paper-size run leaves most
+    of a GPU idle). Workers are spawned, so a script that calls this with ``jobs`` > 1 needs the usual
+    ``if __name__ == "__main__":`` guard.
 
     Full mode appends every finished run to ``out_dir/runs.jsonl`` and skips the runs already there, so an
     interrupted grid resumes, and grids over disjoint subsets run side by side into one folder; a run cut
@@ -300,10 +308,12 @@ def run_grid(
     from tqdm.auto import tqdm
 
     measured: dict[tuple[Setting, str], list[dict[str, Any]]] = {}
-    jobs = [(s, m, seed) for s in settings for m in models for seed in seeds]
+    jobs_list = [(s, m, seed) for s in settings for m in models for seed in seeds]
     log = RunLog(None if quick else out_dir)
+    if jobs > 1 and not quick and not report_only:
+        _run_parallel([job for job in jobs_list if log.get(_run_key(*job)) is None], out_dir, log, jobs, progress)
     pending = []
-    bar = tqdm(jobs, desc="fedformer", unit="run", disable=not progress or report_only)
+    bar = tqdm(jobs_list, desc="fedformer", unit="run", disable=not progress or report_only)
     for setting, model_key, seed in bar:
         bar.set_postfix_str(f"{setting.label} {model_key} seed {seed}")
         key = _run_key(setting, model_key, seed)
@@ -356,6 +366,51 @@ def _runs_by_device(measured: dict) -> dict[str, int]:
     """How many runs trained where (runs logged before devices were recorded ran on CPU)."""
     devices = [r.get("device", "cpu") for runs in measured.values() for r in runs]
     return {d: devices.count(d) for d in sorted(set(devices))}
+
+
+def _run_parallel(todo: list, out_dir: Path, log: RunLog, jobs: int, progress: bool) -> None:
+    """Train the ``todo`` runs in ``jobs`` worker processes; this process alone writes the run log.
+
+    A failed run does not stop the others: their results are logged, then one error lists every failure.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    from damokit.errors import DamokitError
+
+    gpus = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    failures = []
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        futures = {}
+        for i, (setting, model_key, seed) in enumerate(todo):
+            key = _run_key(setting, model_key, seed)
+            checkpoints = out_dir / "checkpoints" / key.replace("|", "_")
+            device = f"cuda:{i % gpus}" if gpus else "cpu"
+            future = pool.submit(
+                run_setting, setting, model_key, quick=False, seed=seed, checkpoint_dir=checkpoints, device=device
+            )
+            futures[future] = (key, checkpoints)
+        for future in tqdm(
+            as_completed(futures), total=len(futures), desc="fedformer", unit="run", disable=not progress
+        ):
+            key, checkpoints = futures[future]
+            try:
+                out = future.result()
+            except Exception as error:  # reported below with its run, once the others have finished
+                failures.append(f"{key}: {type(error).__name__}: {error}")
+                continue
+            if out is not None:
+                log.record(key, out)
+                shutil.rmtree(checkpoints, ignore_errors=True)
+    if failures:
+        raise DamokitError(
+            f"{len(failures)} of {len(todo)} runs failed (the others are logged):\n" + "\n".join(failures)
+        )
 
 
 def _model_row(

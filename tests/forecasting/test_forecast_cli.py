@@ -54,6 +54,8 @@ def test_reproduce_subset_names_bad_choices(tmp_path, capsys):
     assert "national_illness has no paper horizon 96" in capsys.readouterr().err
     assert main(["forecast", "reproduce", "--datasets", "ILI", "--models", "FEDformer", *out]) == 2
     assert "unknown table row 'FEDformer'" in capsys.readouterr().err
+    assert main(["forecast", "reproduce", "--datasets", "ILI", "--jobs", "0", *out]) == 2
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_reproduce_subset_writes_a_report(tmp_path, capsys):

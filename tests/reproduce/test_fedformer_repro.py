@@ -205,3 +205,17 @@ def test_each_run_records_its_device_and_the_report_counts_runs_by_device(tmp_pa
         (ili, "Autoformer"): [{"seed": 0, "device": "cpu"}, {"seed": 1, "device": "cuda (NVIDIA H200)"}],
     }
     assert _runs_by_device(measured) == {"cpu": 2, "cuda (NVIDIA H200)": 2}
+
+
+def test_parallel_jobs_log_every_run_and_name_the_ones_that_failed(tmp_path):
+    """--jobs 2 runs in spawned workers and the parent alone logs; a failed run is named once the rest are logged."""
+    from damokit.errors import DamokitError
+
+    good, bad = Setting("national_illness", 24), Setting("national_illness", 48, features="X")  # X: load_series raises
+    with pytest.raises(DamokitError, match=r"1 of 2 runs failed .*\n.*national_illness\|48\|X\|repeat_last\|0: "
+                       r"ValueError: features='X' is unknown"):  # fmt: skip
+        run_grid([good, bad], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False, jobs=2)
+    logged = (tmp_path / RUN_LOG).read_text().splitlines()
+    assert len(logged) == 1 and '"device": "cpu"' in logged[0]  # the good run, logged by the parent
+    report = run_grid([good], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False, report_only=True)
+    assert report.rows[0].ours == 6.5871  # the paper's Repeat figure, 6.587
