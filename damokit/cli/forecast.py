@@ -51,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, default=Path("runs/forecast"), help="folder for the checkpoint and plot")
     t.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    t.add_argument("--device", default="auto", help="where to train: auto (a GPU when there is one), cpu, cuda:1")
     t.add_argument("--all-test-windows", action="store_true", help=_ALL_WINDOWS_HELP)
     t.set_defaults(func=_train)
 
@@ -161,6 +162,7 @@ def _train(args: argparse.Namespace) -> int:
         id_col="unique_id",
         progress=not args.no_progress,
         out_dir=args.out / "train",
+        device=args.device,
     )
     fc.fit(df)
     fc.save(args.out)

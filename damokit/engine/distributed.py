@@ -45,15 +45,19 @@ def device_for(requested: str = "auto") -> torch.device:
     """``"auto"``: this process's GPU under torchrun when there is one, else the CPU.
 
     Raises:
-        RuntimeError: torchrun started more processes on this machine than it has GPUs.
+        ValueError: a GPU was asked for and none is visible, or torchrun started more processes on this machine
+            than it has GPUs.
     """
     if requested != "auto":
-        return torch.device(requested)
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={requested!r} was asked for, but torch sees no GPU here; use 'auto' or 'cpu'")
+        return device
     if not torch.cuda.is_available():
         return torch.device("cpu")
     local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
     if local_rank >= gpus:
-        raise RuntimeError(
+        raise ValueError(
             f"this is process {local_rank} of torchrun on a machine with {gpus} GPU(s); start at most {gpus} "
             "processes per node (--nproc_per_node) or train on the CPU with TrainConfig(device='cpu')"
         )

@@ -170,9 +170,11 @@ class Forecaster:
         model_kwargs: architecture overrides passed to ``create_model``.
         progress: show progress bars (None: when stderr is a terminal).
         out_dir: where the engine writes metrics and checkpoints during ``fit`` (None: nowhere).
+        device: where ``fit`` trains: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+            The fitted model comes back to the CPU, where ``predict`` and ``evaluate`` run.
 
     Raises:
-        ValueError: non-positive horizon/input_size, unknown features/protocol.
+        ValueError: non-positive horizon/input_size, unknown features/protocol, a device torch does not know.
         damokit.registry.UnknownNameError: a model name that is not registered (close matches suggested).
     """
 
@@ -199,6 +201,7 @@ class Forecaster:
         target_col: str = "y",
         progress: bool | None = None,
         out_dir: str | os.PathLike | None = None,
+        device: str = "auto",
     ):
         for name, value in (("horizon", horizon), ("input_size", input_size)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
@@ -210,6 +213,12 @@ class Forecaster:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol={protocol!r} is unknown; use one of {PROTOCOLS}")
         n_time_features(freq)  # raises on an unsupported freq
+        if device != "auto":
+            try:
+                torch.device(device)
+            except RuntimeError as error:
+                hint = "use 'auto', 'cpu', 'cuda' or 'cuda:1'"
+                raise ValueError(f"device={device!r} is not a torch device; {hint}") from error
         registry.get("model", model)  # raises UnknownNameError with close matches
         self.config = ForecasterConfig(
             model=model,
@@ -233,6 +242,7 @@ class Forecaster:
         )
         self.progress = progress
         self.out_dir = out_dir
+        self.device = device
         self.model: nn.Module | None = None
         self.scaler: StandardScaler | None = None
         self.series: list[str] = []
@@ -344,6 +354,7 @@ class Forecaster:
                 patience=cfg.patience,
                 seed=cfg.seed,
                 progress=self.progress,
+                device=self.device,
             )
             self.fit_result = fit(
                 self.model,

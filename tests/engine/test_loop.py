@@ -320,11 +320,14 @@ def test_torchrun_with_more_processes_than_gpus_is_told_how_to_fix_it(monkeypatc
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setenv("LOCAL_RANK", "1")
-    with pytest.raises(RuntimeError, match=r"1 GPU\(s\); start at most 1 processes per node"):
+    with pytest.raises(ValueError, match=r"1 GPU\(s\); start at most 1 processes per node"):
         device_for("auto")
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert device_for("auto") == torch.device("cuda", 0)
     assert device_for("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device='cuda:1' was asked for, but torch sees no GPU here"):
+        device_for("cuda:1")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

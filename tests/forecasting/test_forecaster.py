@@ -126,6 +126,21 @@ def test_bad_options():
         Forecaster("dlinear", horizon=4, input_size=8, freq="a")
     with pytest.raises(ValueError, match="label_len must be in \\[0, input_size=8\\]"):
         Forecaster("dlinear", horizon=4, input_size=8, label_len=9)
+    with pytest.raises(ValueError, match="device='gpu' is not a torch device; use 'auto', 'cpu', 'cuda'"):
+        Forecaster("dlinear", horizon=4, input_size=8, device="gpu")
+
+
+def test_device_is_where_fit_trains(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    fc = Forecaster("dlinear", horizon=8, input_size=24, out_dir=tmp_path, device="cpu", **KW).fit(_long())
+    assert json.loads((tmp_path / "config.json").read_text())["device"] == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device='cuda' was asked for, but torch sees no GPU here"):
+        Forecaster("dlinear", horizon=8, input_size=24, device="cuda", **KW).fit(_long())
+    assert fc.predict().shape[0] > 0
 
 
 def _fit(df, **kwargs):
