@@ -67,6 +67,8 @@ class TrainConfig:
     checkpoint_every: int = 0
     """Also checkpoint every this many steps (0: only at the end of each epoch)."""
     device: str = "auto"
+    """``"auto"``: this process's GPU when there is one (LOCAL_RANK's under torchrun), else the CPU; or ``"cpu"``,
+    ``"cuda:1"``. The model trains there and is handed back on the device it came on."""
     progress: bool | None = None
     """Show tqdm bars (None: only when stderr is a terminal)."""
 
