@@ -63,3 +63,12 @@ def test_failing_reproduction_gives_error_row_and_exit_1(tmp_path, capsys, no_re
     captured = capsys.readouterr()
     assert "error: RuntimeError: boom" in captured.out
     assert "reproductions failed: look" in captured.err
+
+
+def test_python_dash_m_damokit_runs_the_cli():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "damokit", "list", "optimizers"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "adam" in proc.stdout
