@@ -123,8 +123,7 @@ def seed_everything(seed: int) -> None:
 def module_device(module: nn.Module) -> torch.device:
     """Where ``module`` lives (its first parameter or buffer), CPU for a module with neither.
 
-    ``fit`` moves a model to the GPU when there is one, so code that feeds it afterwards asks it where to send
-    its inputs.
+    Code that feeds a model asks it where to send the inputs: its user may have moved it to a GPU.
     """
     tensor = next(module.parameters(), None)
     if tensor is None:
