@@ -146,6 +146,26 @@ def test_headline_compares_with_the_paper_over_the_settings_measured():
     assert nothing.paper == round(((1 - 3.228 / 3.483) + (1 - 0.148 / 0.197)) / 2, 3)
 
 
+def test_multivariate_and_univariate_settings_get_a_headline_each(tmp_path):
+    from damokit.reproduce.fedformer import _headline_row
+
+    m24, s24 = Setting("national_illness", 24, "M"), Setting("national_illness", 24, "S")
+    measured = {
+        (m24, "FEDformer-f"): [{"seed": 0, "mse": 3.0}],
+        (m24, "Autoformer"): [{"seed": 0, "mse": 4.0}],
+        (s24, "FEDformer-f"): [{"seed": 0, "mse": 0.6}],
+        (s24, "Autoformer"): [{"seed": 0, "mse": 1.0}],
+    }
+    multi, uni = _headline_row([m24], measured, quick=False), _headline_row([s24], measured, quick=False)
+    assert multi.ours == 0.25 and multi.paper == round(1 - 3.228 / 3.483, 3) and "14.8%" in multi.note
+    assert uni.ours == 0.4 and uni.paper == round(1 - 0.708 / 0.948, 3) and "22.6%" in uni.note  # Table 3
+    assert multi.claim.endswith("(multivariate)") and uni.claim.endswith("(univariate)")
+    with pytest.raises(ValueError):  # one claim never averages the two tables
+        _headline_row([m24, s24], measured, quick=False)
+    grid = run_grid([m24, s24], quick=True, out_dir=tmp_path, models=("repeat_last",), progress=False)
+    assert [r.claim for r in grid.rows if "reduces" in r.claim] == [multi.claim, uni.claim]
+
+
 def test_trained_row_is_judged_against_the_paper_within_ten_percent_and_says_by_how_much():
     from damokit.reproduce.fedformer import _model_row
 
