@@ -360,8 +360,55 @@ def run_grid(
             **({"pending_runs": pending} if pending else {}),
         ),
         plots=[plot] if plot else [],
-        notes=__doc__.split("\n\n")[-1].strip(),
+        notes=_paper_style_tables(settings, models, seeds, measured) + __doc__.split("\n\n")[-1].strip(),
     )
+
+
+def _paper_style_tables(
+    settings: Sequence[Setting], models: Sequence[str], seeds: Sequence[int], measured: dict
+) -> str:
+    """One markdown table per dataset and features, laid out as the paper's: a row per model, a column per horizon.
+
+    Cells read "MSE ± std over seeds / MAE (paper MSE / paper MAE)", with * after an unverified paper figure and
+    the seeds averaged in brackets where some of the grid's ``seeds`` are still pending.
+    """
+    groups: dict[tuple[str, str], list[Setting]] = {}
+    for s in settings:
+        groups.setdefault((s.dataset, s.features), []).append(s)
+    tables = []
+    for (dataset, features), group in groups.items():
+        paper = PAPER.get((dataset, features), {})
+        lines = [
+            "| model | " + " | ".join(s.label for s in group) + " |",
+            "|---" * (len(group) + 1) + "|",
+        ]
+        for model_key in models:
+            cells = []
+            for s in group:
+                runs = measured.get((s, model_key))
+                if not runs:
+                    cells.append("pending")
+                    continue
+                mse = [r["mse"] for r in runs]
+                cell = f"{_mean(mse):.3f}" + (f" ± {np.std(mse):.3f}" if len(runs) > 1 else "")
+                cell += f" / {_mean(r['mae'] for r in runs):.3f}"
+                ref = paper.get((s.horizon, model_key))
+                if ref:
+                    cell += f" ({ref[0]:.3f} / {ref[1]:.3f})" + ("*" if "unverified" in ref[2] else "")
+                if len(runs) < len(seeds):
+                    cell += f" [seed{'s' * (len(runs) > 1)} {','.join(str(r['seed']) for r in runs)}]"
+                cells.append(cell)
+            if any(cell != "pending" for cell in cells):
+                lines.append(f"| {model_key} | " + " | ".join(cells) + " |")
+        if len(lines) > 2:
+            tables.append("\n".join(lines))
+    if not tables:
+        return ""
+    legend = (
+        f"Test MSE ± std over seeds {','.join(map(str, seeds))} / MAE (the paper's MSE / MAE); * an unverified paper"
+        " figure; [seeds] where only those have run."
+    )
+    return legend + "\n\n" + "\n\n".join(tables) + "\n\n"
 
 
 def _runs_by_device(measured: dict) -> dict[str, int]:

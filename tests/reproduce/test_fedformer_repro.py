@@ -239,3 +239,24 @@ def test_parallel_jobs_log_every_run_and_name_the_ones_that_failed(tmp_path):
     assert len(logged) == 1 and '"device": "cpu"' in logged[0]  # the good run, logged by the parent
     report = run_grid([good], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False, report_only=True)
     assert report.rows[0].ours == 6.5871  # the paper's Repeat figure, 6.587
+
+
+def test_paper_style_table_has_a_row_per_model_and_a_column_per_horizon():
+    from damokit.reproduce.fedformer import _paper_style_tables
+
+    ili24, ili36 = Setting("national_illness", 24), Setting("national_illness", 36)
+    run = {"mse": 3.0, "mae": 1.2}
+    measured = {
+        (ili24, "FEDformer-f"): [{**run, "seed": 0, "mse": 3.0}, {**run, "seed": 1, "mse": 3.2}],
+        (ili36, "FEDformer-f"): [{**run, "seed": 0}],
+        (ili24, "FEDformer-w"): [{**run, "seed": 0}, {**run, "seed": 1}],
+    }
+    text = _paper_style_tables([ili24, ili36], ("FEDformer-f", "FEDformer-w", "Autoformer"), (0, 1), measured)
+    lines = text.splitlines()
+    header = lines.index("| model | ILI-24 (M) | ILI-36 (M) |")
+    assert lines[header + 1] == "|---|---|---|"
+    fed, wavelet = lines[header + 2], lines[header + 3]
+    assert fed == "| FEDformer-f | 3.100 ± 0.100 / 1.200 (3.228 / 1.260) | 3.000 / 1.200 (2.679 / 1.080) [seed 0] |"
+    assert wavelet == "| FEDformer-w | 3.000 ± 0.000 / 1.200 (2.203 / 0.963)* | pending |"  # * unverified figure
+    assert "Autoformer" not in text  # no run yet: no row
+    assert _paper_style_tables([ili24], ("Autoformer",), (0,), measured) == ""
