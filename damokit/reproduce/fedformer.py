@@ -357,7 +357,7 @@ def run_grid(
             lr_schedule="official type1 (halve_per_epoch)",
             train_seconds=round(seconds, 1),
             runs_by_device=_runs_by_device(measured),
-            **({"pending_runs": pending} if pending else {}),
+            **({"pending_runs": f"{len(pending)} (the tables' pending cells and [seeds])"} if pending else {}),
         ),
         plots=[plot] if plot else [],
         notes=_paper_style_tables(settings, models, seeds, measured) + __doc__.split("\n\n")[-1].strip(),
@@ -398,9 +398,8 @@ def _paper_style_tables(
                 if len(runs) < len(seeds):
                     cell += f" [seed{'s' * (len(runs) > 1)} {','.join(str(r['seed']) for r in runs)}]"
                 cells.append(cell)
-            if any(cell != "pending" for cell in cells):
-                lines.append(f"| {model_key} | " + " | ".join(cells) + " |")
-        if len(lines) > 2:
+            lines.append(f"| {model_key} | " + " | ".join(cells) + " |")
+        if any((s, m) in measured for s in group for m in models):
             tables.append("\n".join(lines))
     if not tables:
         return ""
