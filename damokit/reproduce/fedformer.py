@@ -523,7 +523,7 @@ def _headline_row(settings: Sequence[Setting], measured: dict, quick: bool) -> C
     claim = f"FEDformer-f reduces MSE relative to Autoformer ({kind})"
     metric = "mean relative MSE reduction over the settings run"
     paper_value = round(_mean(theirs), 3) if theirs else None
-    source = {"M": "Table 2", "S": "Table 3 (unverified)"}[features] + ", same settings"
+    source = {"M": "Table 2", "S": "unverified Table 3"}[features] + ", same settings"
     note = f"paper's overall {kind} claim: {PAPER_HEADLINE[features]:.1%} over six datasets"
     if not ours:
         return ClaimRow(claim, metric, paper_value, source, None, Verdict.NOT_IMPLEMENTED, note)
