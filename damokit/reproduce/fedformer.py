@@ -360,12 +360,12 @@ def run_grid(
             **({"pending_runs": f"{len(pending)} (the tables' pending cells and [seeds])"} if pending else {}),
         ),
         plots=[plot] if plot else [],
-        notes=_paper_style_tables(settings, models, seeds, measured) + __doc__.split("\n\n")[-1].strip(),
+        notes=_paper_style_tables(settings, models, seeds, measured, quick) + __doc__.split("\n\n")[-1].strip(),
     )
 
 
 def _paper_style_tables(
-    settings: Sequence[Setting], models: Sequence[str], seeds: Sequence[int], measured: dict
+    settings: Sequence[Setting], models: Sequence[str], seeds: Sequence[int], measured: dict, quick: bool = False
 ) -> str:
     """One markdown table per dataset and features, laid out as the paper's: a row per model, a column per horizon.
 
@@ -407,6 +407,8 @@ def _paper_style_tables(
         f"Test MSE ± std over seeds {','.join(map(str, seeds))} / MAE (the paper's MSE / MAE); * an unverified paper"
         " figure; [seeds] where only those have run."
     )
+    if quick:  # the brackets sit beside tiny models: say so where the eye lands
+        legend += " Quick mode: tiny models, 40 steps; only repeat_last is comparable with the paper."
     return legend + "\n\n" + "\n\n".join(tables) + "\n\n"
 
 

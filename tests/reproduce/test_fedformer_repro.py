@@ -262,3 +262,6 @@ def test_paper_style_table_has_a_row_per_model_and_a_column_per_horizon():
     assert wavelet == "| FEDformer-w | 3.000 ± 0.000 / 1.200 (2.203 / 0.963)* | pending |"  # * unverified figure
     assert lines[header + 4] == "| Autoformer | pending | pending |"  # nothing run yet
     assert _paper_style_tables([ili24], ("Autoformer",), (0,), measured) == ""
+    assert "Quick mode" not in text and "Quick mode" in _paper_style_tables(
+        [ili24], ("FEDformer-f",), (0,), measured, True
+    )
