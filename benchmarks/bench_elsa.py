@@ -12,7 +12,6 @@ what grows with batch size in training, and it is deterministic, unlike CPU peak
 
 from __future__ import annotations
 
-import platform
 from functools import partial
 
 import torch
@@ -90,9 +89,6 @@ def run(quick: bool) -> BenchResult:
         title="ELSA op: shift-and-add vs unfold; ELSA block vs Swin window-attention block",
         rows=rows,
         conditions={
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
             "dtype": "float32",
             "quick": quick,
         },

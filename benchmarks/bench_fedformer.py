@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import platform
 import statistics
 import sys
 import time
@@ -238,9 +237,6 @@ def run(quick: bool) -> BenchResult:
         title="vectorised Fourier blocks; FEDformer vs full attention over input length; official code",
         rows=rows,
         conditions={
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
             "dtype": "float32",
             "mode": "quick" if quick else "full",
         },

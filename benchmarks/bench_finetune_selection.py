@@ -75,8 +75,6 @@ def run(quick: bool) -> BenchResult:
         title="UOT class selection at ImageNet scale",
         rows=rows,
         conditions={
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
             "dtype": "float64",
             "features": "random normal class means",
         },  # fmt: skip

@@ -89,9 +89,7 @@ def run(quick: bool) -> BenchResult:
         rows=rows,
         conditions={
             "scipy": scipy.__version__,
-            "torch": torch.__version__,
             "blas_threads": 1,
-            "machine": "shared 2-core CPU (timings inflated by load)",
         },
         notes="ratio = brute-force seconds / HiGHS seconds; status 'optimal' = proved by HiGHS (rel gap 1e-6).",
     )

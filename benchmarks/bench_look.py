@@ -70,8 +70,6 @@ def run(quick: bool) -> BenchResult:
         title="LOOK bank neighbour search: chunked top-k vs brute force",
         rows=rows,
         conditions={
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
             "B": B,
             "d": D,
             "k": K,

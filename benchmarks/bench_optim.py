@@ -9,8 +9,6 @@ generic rule built from separate ops cannot match).
 
 from __future__ import annotations
 
-import platform
-
 import torch
 
 from damokit.benchmarking import BenchResult, time_callable
@@ -109,9 +107,6 @@ def run(quick: bool) -> BenchResult:
         title="AdamFamily step vs torch.optim (ratio < 1: ours faster)",
         rows=rows,
         conditions={
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
             "params": f"{total / 1e6:.0f}M float32 in 20 tensors",
             "min_run_time_s": min_run_time,
         },

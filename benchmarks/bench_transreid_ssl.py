@@ -12,8 +12,6 @@ unit features, 500 identities, 6 cameras. Full mode adds Market-1501's size (3,3
 from __future__ import annotations
 
 import math
-import os
-import platform
 import time
 
 import numpy as np
@@ -106,11 +104,7 @@ def run(quick: bool) -> BenchResult:
     finally:
         torch.set_num_threads(previous)
     conditions = {
-        "torch": torch.__version__,
         "threads": "1 and 2 (column)",
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0],
         "dtype": "float32 features",
         "max_rank": 50,
     }

@@ -56,8 +56,6 @@ def run(quick: bool) -> BenchResult:
         title="MAE-DET evolutionary search with the closed-form entropy",
         rows=rows,
         conditions={
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
             "population": 256,
             "budget": "FLOPs<=18.8G@480, layers<=91, stages<=5",
             "seed": 13,

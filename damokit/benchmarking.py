@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,7 +18,15 @@ from typing import Any
 
 from damokit import registry
 
-__all__ = ["BenchResult", "time_callable", "saved_bytes", "load_benchmarks", "run_benchmarks", "benchmarks_dir"]
+__all__ = [
+    "BenchResult",
+    "machine_conditions",
+    "time_callable",
+    "saved_bytes",
+    "load_benchmarks",
+    "run_benchmarks",
+    "benchmarks_dir",
+]
 
 
 @dataclass
@@ -50,6 +60,20 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "-" if value is None else str(value)
+
+
+def machine_conditions(**extra: Any) -> dict[str, Any]:
+    """The machine facts every benchmark and report states (threads, versions, CPU), then ``extra``."""
+    import torch
+
+    return {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        **extra,
+    }
 
 
 def time_callable(fn: Callable[[], Any], min_run_time: float = 0.3) -> float:
@@ -105,7 +129,10 @@ def run_benchmarks(names: Sequence[str] | None, *, quick: bool, out_dir: Path) -
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for entry in entries:
+        # the load before the run tells whether the machine was idle; the benchmark's own values come last
+        machine = machine_conditions(load_average_1min=round(os.getloadavg()[0], 2))
         result = entry.fn(quick=quick)
+        result.conditions = {**machine, **result.conditions}
         (out_dir / f"{entry.name}.json").write_text(json.dumps(asdict(result), indent=2, default=str))
         results.append(result)
     return results

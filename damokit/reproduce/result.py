@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import enum
 import math
-import os
-import platform
 import statistics
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from damokit.benchmarking import machine_conditions
 
 __all__ = ["Verdict", "ClaimRow", "ReproResult", "conditions", "paired_verdict", "verdict_from"]
 
@@ -94,15 +93,5 @@ def paired_verdict(differences: Sequence[float], *, min_se: float = 2.0) -> tupl
 
 
 def conditions(seed: int | None = None, **extra: Any) -> dict[str, Any]:
-    """The run conditions every report states: seed, threads, versions, CPU."""
-    import torch
-
-    return {
-        "seed": seed,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        **extra,
-    }
+    """The run conditions every report states: seed, then the machine (threads, versions, CPU)."""
+    return {"seed": seed, **machine_conditions(**extra)}
