@@ -108,6 +108,15 @@ def _check_pair(feats: torch.Tensor, labels: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name}: {len(feats)} feature rows but {len(labels)} labels; they must match")
 
 
+def _fit_and_score(clf, train_feats, train_labels, test_feats, test_labels, normalize: bool) -> float:
+    """Fit a scikit-learn classifier on the probe-train features; its test accuracy."""
+    _check_pair(train_feats, train_labels, "train")
+    _check_pair(test_feats, test_labels, "test")
+    clf.fit(_prepare(train_feats, normalize), torch.as_tensor(train_labels).numpy())
+    pred = clf.predict(_prepare(test_feats, normalize))
+    return float((pred == torch.as_tensor(test_labels).numpy()).mean())
+
+
 def linear_probe(
     train_feats: torch.Tensor,
     train_labels: torch.Tensor,
@@ -126,14 +135,10 @@ def linear_probe(
     """
     from sklearn.linear_model import LogisticRegression
 
-    _check_pair(train_feats, train_labels, "train")
-    _check_pair(test_feats, test_labels, "test")
     if C <= 0:
         raise ValueError(f"C must be > 0, got {C}")
     clf = LogisticRegression(C=C, max_iter=max_iter)
-    clf.fit(_prepare(train_feats, normalize), torch.as_tensor(train_labels).numpy())
-    pred = clf.predict(_prepare(test_feats, normalize))
-    return float((pred == torch.as_tensor(test_labels).numpy()).mean())
+    return _fit_and_score(clf, train_feats, train_labels, test_feats, test_labels, normalize)
 
 
 def knn_probe(
@@ -148,14 +153,10 @@ def knn_probe(
     """Test accuracy of a k-nearest-neighbour classifier (majority vote) on frozen features."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    _check_pair(train_feats, train_labels, "train")
-    _check_pair(test_feats, test_labels, "test")
     if not 1 <= k <= len(train_feats):
         raise ValueError(f"k must be in [1, {len(train_feats)}] (the number of probe-train samples), got {k}")
     clf = KNeighborsClassifier(n_neighbors=k)
-    clf.fit(_prepare(train_feats, normalize), torch.as_tensor(train_labels).numpy())
-    pred = clf.predict(_prepare(test_feats, normalize))
-    return float((pred == torch.as_tensor(test_labels).numpy()).mean())
+    return _fit_and_score(clf, train_feats, train_labels, test_feats, test_labels, normalize)
 
 
 def few_shot_probe(
