@@ -21,6 +21,7 @@ class Verdict(str, enum.Enum):
     NOT_COMPARABLE = "not comparable"
     WITHIN_NOISE = "within seed noise"
     NOT_IMPLEMENTED = "not yet implemented"
+    PENDING = "pending: not run yet"
     ERROR = "error"
 
 
