@@ -559,41 +559,64 @@ def _headline_by_seed(settings: Sequence[Setting], measured: dict) -> dict[int, 
 
 
 def _plot(settings: Sequence[Setting], measured: dict, out_dir: Path, quick: bool) -> Path | None:
-    """Grouped bars: our test MSE per model and setting, the paper's as black ticks (settings with a measured
-    repeat_last only, so a partial grid still plots what it has)."""
-    if not measured:
+    """Write :func:`_figure` as ``fedformer_{quick,full}.png`` in ``out_dir``; ``None`` when nothing is plotted."""
+    fig = _figure(settings, measured, quick)
+    if fig is None:
         return None
-    from matplotlib.figure import Figure
-
-    settings = [s for s in settings if (s, "repeat_last") in measured]  # bars are drawn relative to repeat_last
-    if not settings:
-        return None
-    models = [m for m in MODELS if any((s, m) in measured for s in settings)]
-    fig = Figure(figsize=(max(6, 2.2 * len(settings)), 3.8))
-    ax = fig.subplots()
-    width = 0.8 / len(models)
-    for j, model_key in enumerate(models):
-        xs, ys, refs = [], [], []
-        for i, s in enumerate(settings):
-            runs = measured.get((s, model_key))
-            if runs:
-                xs.append(i + j * width)
-                ys.append(_mean(r["mse"] for r in runs) / _mean(r["mse"] for r in measured[(s, "repeat_last")]))
-                ref = PAPER.get((s.dataset, s.features), {}).get((s.horizon, model_key))
-                repeat = PAPER.get((s.dataset, s.features), {}).get((s.horizon, "repeat_last"))
-                refs.append(ref[0] / repeat[0] if ref and repeat else math.nan)
-        ax.bar(xs, ys, width, label=model_key)
-        ax.scatter(xs, refs, marker="_", color="k", s=120, zorder=3)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(settings))], [s.label for s in settings])
-    ax.axhline(1.0, color="0.5", lw=0.8)
-    ax.set_ylabel("test MSE / repeat_last MSE")
-    ax.set_title(f"FEDformer reproduction ({'quick: tiny models' if quick else 'paper sizes'}); ticks: paper")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"fedformer_{'quick' if quick else 'full'}.png"
     fig.savefig(path, dpi=110)
     return path
+
+
+def _figure(settings: Sequence[Setting], measured: dict, quick: bool):
+    """One panel per dataset and features: bars of our test MSE per model and horizon relative to repeat_last (log
+    scale, 1 = as good as repeating the last value), the paper's as black ticks. Settings without a measured
+    repeat_last are left out, so a partial grid still plots what it has."""
+    if not measured:
+        return None
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    settings = [s for s in settings if (s, "repeat_last") in measured]  # bars are drawn relative to repeat_last
+    if not settings:
+        return None
+    panels: dict[tuple[str, str], list[Setting]] = {}
+    for s in settings:
+        panels.setdefault((s.dataset, s.features), []).append(s)
+    models = [m for m in MODELS if any((s, m) in measured for s in settings)]
+    ncols = min(2, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(6.5 * ncols, 3.0 * nrows + 0.8))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    width = 0.8 / len(models)
+    for ax, group in zip(axes, panels.values()):
+        for j, model_key in enumerate(models):
+            xs, ys, refs = [], [], []
+            for i, s in enumerate(group):
+                runs = measured.get((s, model_key))
+                if runs:
+                    xs.append(i + j * width)
+                    ys.append(_mean(r["mse"] for r in runs) / _mean(r["mse"] for r in measured[(s, "repeat_last")]))
+                    ref = PAPER.get((s.dataset, s.features), {}).get((s.horizon, model_key))
+                    repeat = PAPER.get((s.dataset, s.features), {}).get((s.horizon, "repeat_last"))
+                    refs.append(ref[0] / repeat[0] if ref and repeat else math.nan)
+            ax.bar(xs, ys, width, color=f"C{j}")
+            ax.scatter(xs, refs, marker="_", color="k", s=120, zorder=3)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(group))], [str(s.horizon) for s in group])
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="0.5", lw=0.8)
+        short = group[0].label.rsplit("-", 1)[0]
+        ax.set_title(f"{short} ({'multivariate' if group[0].features == 'M' else 'univariate'})", fontsize=10)
+        ax.set_xlabel("horizon", fontsize=8)
+        ax.set_ylabel("MSE / repeat_last MSE", fontsize=8)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    handles = [Patch(color=f"C{j}", label=m) for j, m in enumerate(models)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(models), 7), fontsize=8)
+    fig.suptitle(f"FEDformer reproduction ({'quick: tiny models' if quick else 'paper sizes'}); ticks: paper")
+    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight(), 1, 1))
+    return fig
 
 
 @register_reproduction("fedformer", paper="2201.12740")

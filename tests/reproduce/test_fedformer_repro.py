@@ -266,3 +266,25 @@ def test_paper_style_table_has_a_row_per_model_and_a_column_per_horizon():
     assert "Quick mode" not in text and "Quick mode" in _paper_style_tables(
         [ili24], ("FEDformer-f",), (0,), measured, True
     )
+
+
+def test_figure_has_one_log_scale_panel_per_dataset_and_features():
+    from damokit.reproduce.fedformer import _figure
+
+    ili = [Setting("national_illness", h) for h in (24, 36)]
+    exchange_s = Setting("exchange_rate", 96, "S")
+    no_repeat = Setting("ETTh1", 96)  # no repeat_last run: left out, bars are relative to it
+    measured = {
+        (s, m): [{"seed": 0, "mse": v}]
+        for s in [*ili, exchange_s]
+        for m, v in (("repeat_last", 2.0), ("FEDformer-f", 1.0))
+    }
+    measured[(no_repeat, "FEDformer-f")] = [{"seed": 0, "mse": 0.4}]
+    fig = _figure([*ili, exchange_s, no_repeat], measured, quick=False)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["ILI (multivariate)", "Exchange (univariate)"]
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["24", "36"]
+    assert all(ax.get_yscale() == "log" for ax in panels)
+    heights = sorted(round(bar.get_height(), 3) for bar in panels[0].patches)
+    assert heights == [0.5, 0.5, 1.0, 1.0]  # FEDformer-f and repeat_last at both horizons, relative to repeat_last
+    assert _figure([no_repeat], measured, quick=False) is None
