@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from damokit.forecasting.forecaster import evaluate_windows, forecast_loss
 from damokit.registry import register_reproduction
 from damokit.reproduce.result import ClaimRow, ReproResult, Verdict, conditions, verdict_from
 from damokit.reproduce.runlog import RunLog
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["MODELS", "PAPER", "Setting", "run", "run_grid", "run_setting"]
 
@@ -569,7 +572,7 @@ def _plot(settings: Sequence[Setting], measured: dict, out_dir: Path, quick: boo
     return path
 
 
-def _figure(settings: Sequence[Setting], measured: dict, quick: bool):
+def _figure(settings: Sequence[Setting], measured: dict, quick: bool) -> Figure | None:
     """One panel per dataset and features: bars of our test MSE per model and horizon relative to repeat_last (log
     scale, 1 = as good as repeating the last value), the paper's as black ticks. Settings without a measured
     repeat_last are left out, so a partial grid still plots what it has."""
