@@ -72,13 +72,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run part of the FEDformer paper grid at paper sizes (full mode of `damokit reproduce fedformer`)",
     )
     g.add_argument(
-        "--datasets", nargs="+", required=True, metavar="NAME",
-        help="ETTh1 ETTh2 exchange_rate national_illness (aliases: Exchange, ILI)",
+        "--datasets", nargs="+", metavar="NAME",
+        help="the grid's datasets: ETTh1 ETTh2 exchange_rate national_illness (aliases: Exchange, ILI)",
     )  # fmt: skip
     g.add_argument("--horizons", nargs="+", type=int, default=None, help="default: the paper's four per dataset")
-    g.add_argument("--features", nargs="+", choices=["M", "S"], default=["M"])
-    g.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    g.add_argument("--features", nargs="+", choices=["M", "S"], default=None, help="default: M")
+    g.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 1 2")
     g.add_argument("--models", nargs="+", default=None, metavar="ROW", help="rows (default: all): FEDformer-f ...")
+    g.add_argument(
+        "--runs", nargs="+", metavar="KEY",
+        help="instead of a grid, these runs, keyed as runs.jsonl keys them: 'DATASET|HORIZON|M or S|ROW|SEED', "
+        "e.g. 'Exchange|720|M|FEDformer-f|2'; the report covers the settings, rows and seeds they span",
+    )  # fmt: skip
     g.add_argument("--out", type=Path, required=True, help="report folder (report.md, results.json, plot)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     g.add_argument("--report-only", action="store_true", help="train nothing: report the runs --out has logged")
@@ -203,37 +208,81 @@ def _predict(args: argparse.Namespace) -> int:
 _DATASET_ALIASES = {"exchange": "exchange_rate", "ili": "national_illness", "illness": "national_illness"}
 
 
+def _settings(dataset: str, horizons: list[int] | None, features: list[str]) -> list:
+    """The reproduction settings of ``dataset`` (or an alias) at paper ``horizons`` (None: all four)."""
+    from damokit.errors import DamokitError
+    from damokit.reproduce import fedformer
+
+    name = _DATASET_ALIASES.get(dataset.lower(), dataset)
+    if name not in fedformer.DATASETS:
+        known = ", ".join(fedformer.DATASETS)
+        raise DamokitError(f"unknown dataset {name!r}; choose from {known} (or Exchange, ILI)")
+    paper_horizons = fedformer.DATASETS[name][1]
+    for h in horizons or ():
+        if h not in paper_horizons:
+            raise DamokitError(f"{name} has no paper horizon {h}; the paper's are {list(paper_horizons)}")
+    return [fedformer.Setting(name, h, f) for h in horizons or paper_horizons for f in features]
+
+
+def _check_row(row: str) -> None:
+    from damokit.errors import DamokitError
+    from damokit.reproduce import fedformer
+
+    if row not in fedformer.MODELS:
+        raise DamokitError(f"unknown table row {row!r}; choose from {', '.join(fedformer.MODELS)}")
+
+
+def _parse_runs(keys: list[str]):
+    """Settings, rows, seeds and run keys of ``--runs`` 'DATASET|HORIZON|FEATURES|ROW|SEED' keys."""
+    from damokit.errors import DamokitError
+    from damokit.reproduce import fedformer
+
+    settings, rows, seeds, only = [], set(), set(), []
+    for key in keys:
+        parts = key.split("|")
+        if len(parts) != 5 or not parts[1].isdigit() or not parts[4].isdigit() or parts[2] not in ("M", "S"):
+            expected = "expected 'DATASET|HORIZON|M or S|ROW|SEED', e.g. 'ILI|24|M|FEDformer-f|0'"
+            raise DamokitError(f"--runs {key!r}: {expected}")
+        dataset, horizon, features, row, seed = parts
+        (setting,) = _settings(dataset, [int(horizon)], [features])
+        _check_row(row)
+        settings.append(setting)
+        rows.add(row)
+        seeds.add(int(seed))
+        only.append(f"{setting.dataset}|{setting.horizon}|{features}|{row}|{int(seed)}")
+    return settings, [r for r in fedformer.MODELS if r in rows], sorted(seeds), only
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from damokit.errors import DamokitError
     from damokit.reproduce import fedformer
     from damokit.reproduce.runner import format_table, write_report
 
-    datasets = [_DATASET_ALIASES.get(d.lower(), d) for d in args.datasets]
-    for name in datasets:
-        if name not in fedformer.DATASETS:
-            known = ", ".join(fedformer.DATASETS)
-            raise DamokitError(f"unknown dataset {name!r}; choose from {known} (or Exchange, ILI)")
     if args.jobs < 1:
         raise DamokitError(f"--jobs must be >= 1, got {args.jobs}")
-    for row in args.models or ():
-        if row not in fedformer.MODELS:
-            raise DamokitError(f"unknown table row {row!r}; choose from {', '.join(fedformer.MODELS)}")
-    settings = []
-    for name in datasets:
-        paper_horizons = fedformer.DATASETS[name][1]
-        for h in args.horizons or paper_horizons:
-            if h not in paper_horizons:
-                raise DamokitError(f"{name} has no paper horizon {h}; the paper's are {list(paper_horizons)}")
-            settings += [fedformer.Setting(name, h, f) for f in args.features]
+    grid_flags = [flag for flag in ("datasets", "horizons", "features", "seeds", "models") if getattr(args, flag)]
+    if args.runs and grid_flags:
+        raise DamokitError(f"--runs names whole runs: drop --{', --'.join(grid_flags)}")
+    if args.runs:
+        settings, models, seeds, only = _parse_runs(args.runs)
+    elif args.datasets:
+        for row in args.models or ():
+            _check_row(row)
+        features = args.features or ["M"]
+        settings = [s for name in args.datasets for s in _settings(name, args.horizons, features)]
+        models, seeds, only = args.models or list(fedformer.MODELS), args.seeds or [0, 1, 2], None
+    else:
+        raise DamokitError("say what to run: --datasets (a grid; --horizons/--features/--seeds/--models) or --runs")
     result = fedformer.run_grid(
-        settings,
+        list(dict.fromkeys(settings)),
         quick=False,
         out_dir=args.out,
-        seeds=tuple(args.seeds),
-        models=tuple(args.models or fedformer.MODELS),
+        seeds=tuple(seeds),
+        models=tuple(models),
         progress=not args.no_progress,
         report_only=args.report_only,
         jobs=args.jobs,
+        only=only,
     )
     print(format_table([result]))
     print(f"report: {write_report([result], args.out)}")

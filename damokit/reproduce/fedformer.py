@@ -32,7 +32,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -294,11 +294,17 @@ def run_grid(
     progress: bool = True,
     report_only: bool = False,
     jobs: int = 1,
+    only: Collection[str] | None = None,
 ) -> ReproResult:
     """Run ``models`` on ``settings`` over ``seeds`` and compare with the paper (see the module docstring).
 
     ``report_only`` (full mode) trains nothing: the report covers the runs already logged, lists the ones
     still pending in its conditions, and leaves out the rows with no run yet.
+
+    ``only`` (full mode): the keys of the runs to train, as runs.jsonl writes them
+    (``dataset|horizon|features|row|seed``); the grid's other runs are reported when logged and listed as pending
+    otherwise, as with ``report_only``. It lets one call train a hand-picked batch that is no product of datasets,
+    rows and seeds (say, the runs that fit a GPU lease).
 
     ``jobs`` > 1 (full mode) trains that many runs at once in worker processes, which share the CPU cores
     between them and take the GPUs in turn (several workers may share one GPU: a paper-size run leaves most
@@ -314,15 +320,24 @@ def run_grid(
     measured: dict[tuple[Setting, str], list[dict[str, Any]]] = {}
     jobs_list = [(s, m, seed) for s in settings for m in models for seed in seeds]
     log = RunLog(None if quick else out_dir)
+    partial = not quick and (report_only or only is not None)  # some runs of the grid may stay pending
+    outside = sorted(set(only or ()) - {_run_key(*job) for job in jobs_list})
+    if outside:
+        raise ValueError(f"only names runs outside the grid: {', '.join(outside)}")
+
+    def trains(key: str) -> bool:
+        return quick or (not report_only and (only is None or key in only))
+
     if jobs > 1 and not quick and not report_only:
-        _run_parallel([job for job in jobs_list if log.get(_run_key(*job)) is None], out_dir, log, jobs, progress)
+        todo = [job for job in jobs_list if trains(_run_key(*job)) and log.get(_run_key(*job)) is None]
+        _run_parallel(todo, out_dir, log, jobs, progress)
     pending = []
     bar = tqdm(jobs_list, desc="fedformer", unit="run", disable=not progress or report_only)
     for setting, model_key, seed in bar:
         bar.set_postfix_str(f"{setting.label} {model_key} seed {seed}")
         key = _run_key(setting, model_key, seed)
         out = log.get(key)
-        if out is None and report_only and not quick:
+        if out is None and not trains(key):
             pending.append(key)
         elif out is None:
             checkpoints = None if quick else out_dir / "checkpoints" / key.replace("|", "_")
@@ -340,11 +355,11 @@ def run_grid(
         paper = PAPER.get((setting.dataset, setting.features), {})
         for model_key in models:
             runs = measured.get((setting, model_key))
-            if runs is not None or not report_only:
+            if runs is not None or not partial:
                 rows.append(_model_row(setting, model_key, runs, paper, quick, seeds))
     for features in dict.fromkeys(s.features for s in settings):  # the paper states one claim per table
         headline = _headline_row([s for s in settings if s.features == features], measured, quick)
-        if headline.ours is not None or not report_only:
+        if headline.ours is not None or not partial:
             rows.append(headline)
     plot = _plot(settings, measured, out_dir, quick)
     seconds = sum(r["seconds"] for runs in measured.values() for r in runs)

@@ -1,5 +1,7 @@
 """`damokit forecast train|eval|predict` end to end on a small CSV."""
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -56,6 +58,16 @@ def test_reproduce_subset_names_bad_choices(tmp_path, capsys):
     assert "unknown table row 'FEDformer'" in capsys.readouterr().err
     assert main(["forecast", "reproduce", "--datasets", "ILI", "--jobs", "0", *out]) == 2
     assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["forecast", "reproduce", *out]) == 2
+    assert "say what to run: --datasets" in capsys.readouterr().err
+    assert main(["forecast", "reproduce", "--runs", "ILI|24|M|repeat_last|0", "--seeds", "1", *out]) == 2
+    assert "--runs names whole runs: drop --seeds" in capsys.readouterr().err
+    assert main(["forecast", "reproduce", "--runs", "ILI|24|repeat_last|0", *out]) == 2
+    assert "--runs 'ILI|24|repeat_last|0': expected 'DATASET|HORIZON|M or S|ROW|SEED'" in capsys.readouterr().err
+    assert main(["forecast", "reproduce", "--runs", "ILI|96|M|repeat_last|0", *out]) == 2
+    assert "national_illness has no paper horizon 96" in capsys.readouterr().err
+    assert main(["forecast", "reproduce", "--runs", "ILI|24|M|FEDformer|0", *out]) == 2
+    assert "unknown table row 'FEDformer'" in capsys.readouterr().err
 
 
 def test_reproduce_subset_writes_a_report(tmp_path, capsys):
@@ -63,3 +75,12 @@ def test_reproduce_subset_writes_a_report(tmp_path, capsys):
     assert main(["forecast", "reproduce", *args, "--no-progress"]) == 0
     assert "repeat_last on ILI-24 (M)" in capsys.readouterr().out
     assert (tmp_path / "report.md").is_file() and (tmp_path / "runs.jsonl").is_file()
+
+
+def test_reproduce_runs_trains_the_listed_runs_alone(tmp_path, capsys):
+    args = ["--runs", "ILI|36|M|repeat_last|0", "Exchange|96|S|repeat_last|1", "--out", str(tmp_path), "--no-progress"]
+    assert main(["forecast", "reproduce", *args]) == 0
+    out = capsys.readouterr().out
+    assert "repeat_last on ILI-36 (M)" in out and "repeat_last on Exchange-96 (S)" in out
+    logged = sorted(json.loads(line)["key"] for line in (tmp_path / "runs.jsonl").read_text().splitlines())
+    assert logged == ["exchange_rate|96|S|repeat_last|1", "national_illness|36|M|repeat_last|0"]

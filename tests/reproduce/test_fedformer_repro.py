@@ -288,3 +288,31 @@ def test_figure_has_one_log_scale_panel_per_dataset_and_features():
     heights = sorted(round(bar.get_height(), 3) for bar in panels[0].patches)
     assert heights == [0.5, 0.5, 1.0, 1.0]  # FEDformer-f and repeat_last at both horizons, relative to repeat_last
     assert _figure([no_repeat], measured, quick=False) is None
+
+
+def test_only_trains_the_named_runs_and_reports_the_rest_as_pending(tmp_path, monkeypatch):
+    from damokit.reproduce import fedformer
+
+    ili24, ili36 = Setting("national_illness", 24), Setting("national_illness", 36)
+    result = run_grid(
+        [ili24, ili36], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False,
+        only={"national_illness|36|M|repeat_last|0"},
+    )  # fmt: skip
+    logged = (tmp_path / RUN_LOG).read_text().splitlines()
+    assert len(logged) == 1 and '"key": "national_illness|36|M|repeat_last|0"' in logged[0]
+    assert [row.claim for row in result.rows] == ["repeat_last on ILI-36 (M)"]
+    assert result.conditions["pending_runs"].startswith("1 ")
+    # parallel workers get the named runs only, less the ones already logged
+    handed = []
+    monkeypatch.setattr(fedformer, "_run_parallel", lambda todo, *args: handed.extend(todo))
+    only = {"national_illness|24|M|repeat_last|0", "national_illness|36|M|repeat_last|0"}
+    run_grid([ili24, ili36], quick=False, out_dir=tmp_path, models=("repeat_last",), progress=False, only=only, jobs=2)
+    assert handed == [(ili24, "repeat_last", 0)]
+    with pytest.raises(ValueError, match=r"outside the grid: national_illness\|60\|M\|repeat_last\|0"):
+        run_grid(
+            [ili24],
+            quick=False,
+            out_dir=tmp_path,
+            models=("repeat_last",),
+            only={"national_illness|60|M|repeat_last|0"},
+        )
