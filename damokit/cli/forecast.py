@@ -249,7 +249,7 @@ def _parse_runs(keys: list[str]):
         settings.append(setting)
         rows.add(row)
         seeds.add(int(seed))
-        only.append(f"{setting.dataset}|{setting.horizon}|{features}|{row}|{int(seed)}")
+        only.append(fedformer._run_key(setting, row, int(seed)))  # runs.jsonl's own key format
     return settings, [r for r in fedformer.MODELS if r in rows], sorted(seeds), only
 
 
